@@ -1,0 +1,384 @@
+//! The capacity model: how many source ports a destination has, how fast they
+//! are being used up, and when they run out.
+//!
+//! The unit is a *tuple* (source address, destination address, destination
+//! port): `connect()` needs a source port that makes the 4-tuple unique, so a
+//! port closed towards one destination is still free towards another.
+//!
+//! - **available** = ports in `ip_local_port_range` − reserved ports in it −
+//!   ports held by listeners in it (a bound port is skipped by `connect()`).
+//! - **in use** = client sockets of the tuple, in any state.
+//! - **hold time** = how long a closed connection keeps its port: 60 s of
+//!   TIME_WAIT, or only the reuse delay (1 s by default) when `tcp_tw_reuse`
+//!   applies to the tuple.
+//! - **max sustainable close rate** = available / hold time: the seed post's
+//!   28,231 ports / 60 s ≈ 470 connections/s.
+//! - **close rate** = TIME_WAIT sockets younger than the window / window. One
+//!   dump is enough because every TIME_WAIT socket carries its age.
+//! - **time to exhaustion**: existing TIME_WAIT sockets expire on schedule (the
+//!   age histogram says when) while new ones arrive at the close rate; the
+//!   first moment the sum reaches *available* is the forecast. Exact under a
+//!   constant rate; `None` when the tuple levels off below its budget.
+//!
+//! ```
+//! use twscope_core::capacity::{max_sustainable_rate, TIME_WAIT_SECS};
+//! // The seed post's arithmetic: 28,231 ports held 60 s each.
+//! assert_eq!(max_sustainable_rate(28_231, TIME_WAIT_SECS).floor(), 470.0);
+//! ```
+
+use serde::Serialize;
+
+use crate::census::{TupleStats, AGE_BUCKETS};
+use crate::sockdiag::TcpState;
+
+/// TIME_WAIT lasts exactly 60 s in Linux (`TCP_TIMEWAIT_LEN`).
+pub const TIME_WAIT_SECS: f64 = 60.0;
+
+/// How bad a tuple, destination or host is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The documented exit code: 0 ok, 1 warning, 2 critical.
+    pub fn exit_code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Utilization levels (fractions of the port budget) for the severities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub warning: f64,
+    pub critical: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            warning: 0.5,
+            critical: 0.8,
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn classify(&self, utilization: f64) -> Severity {
+        if utilization >= self.critical {
+            Severity::Critical
+        } else if utilization >= self.warning {
+            Severity::Warning
+        } else {
+            Severity::Ok
+        }
+    }
+}
+
+/// The source ports one tuple may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortBudget {
+    /// Ports in `ip_local_port_range`, inclusive.
+    pub range_size: u32,
+    /// `ip_local_reserved_ports` inside the range.
+    pub reserved: u32,
+    /// Listening ports inside the range, not already reserved.
+    pub listeners: u32,
+}
+
+impl PortBudget {
+    /// Ports left for `connect()` to choose from.
+    pub fn available(&self) -> u32 {
+        self.range_size.saturating_sub(self.reserved + self.listeners)
+    }
+}
+
+/// How long, in seconds, a closed connection keeps its source port.
+pub fn hold_seconds(tw_reuse: bool, reuse_delay_ms: u32) -> f64 {
+    if tw_reuse {
+        f64::from(reuse_delay_ms.max(1)) / 1000.0
+    } else {
+        TIME_WAIT_SECS
+    }
+}
+
+/// The highest close rate a budget of `available` ports sustains when each
+/// closed connection holds its port for `hold_s` seconds.
+pub fn max_sustainable_rate(available: u32, hold_s: f64) -> f64 {
+    f64::from(available) / hold_s
+}
+
+/// Connections closed per second over the last `window_s` seconds, from the
+/// TIME_WAIT age histogram.
+pub fn close_rate(time_wait_age: &[u32; AGE_BUCKETS], window_s: u32) -> f64 {
+    let window = (window_s as usize).clamp(1, AGE_BUCKETS);
+    let recent: u64 = time_wait_age[..window].iter().map(|&n| u64::from(n)).sum();
+    recent as f64 / window as f64
+}
+
+/// Seconds until the tuple has no free port, if it gets there.
+///
+/// `other_in_use` sockets (not TIME_WAIT) stay; TIME_WAIT sockets block their
+/// port until they are `hold_s` old; new ones arrive at `rate` per second.
+/// Within the next `hold_s` seconds the blocking count is a falling step
+/// function (expiries) plus a rising line (arrivals); after that it is flat,
+/// so if the budget is not reached by then it never is.
+pub fn exhaustion_eta(
+    time_wait_age: &[u32; AGE_BUCKETS],
+    other_in_use: u64,
+    available: u32,
+    rate: f64,
+    hold_s: f64,
+) -> Option<f64> {
+    let available = available as f64;
+    let mut second = 0usize;
+    while (second as f64) < hold_s {
+        // TIME_WAIT sockets still blocking during [second, second + 1):
+        // those in an age bucket b with b + second < hold_s.
+        let still_blocking: u64 = time_wait_age
+            .iter()
+            .enumerate()
+            .take_while(|(bucket, _)| ((bucket + second) as f64) < hold_s)
+            .map(|(_, &n)| u64::from(n))
+            .sum();
+        let missing = available - (other_in_use + still_blocking) as f64;
+        if missing <= 0.0 {
+            return Some(second as f64);
+        }
+        if rate > 0.0 {
+            let when = missing / rate;
+            let step_end = ((second + 1) as f64).min(hold_s);
+            if when < step_end {
+                return Some(when.max(second as f64));
+            }
+        }
+        second += 1;
+    }
+    None
+}
+
+/// The model's numbers for one tuple.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assessment {
+    pub in_use: u64,
+    pub time_wait: u64,
+    pub established: u64,
+    pub available: u32,
+    /// in use / available (1.0 when no port is available at all).
+    pub utilization: f64,
+    /// Whether `tcp_tw_reuse` lets `connect()` take over this tuple's TIME_WAIT
+    /// ports once they are older than the reuse delay.
+    pub tw_reuse: bool,
+    /// Sockets that really block a port: all of them without tw_reuse; with it,
+    /// TIME_WAIT sockets younger than the reuse delay plus all other states.
+    pub blocking: u64,
+    /// blocking / available: what the severity is judged on.
+    pub effective_utilization: f64,
+    pub close_rate_per_s: f64,
+    pub max_rate_per_s: f64,
+    /// Seconds to exhaustion at the current close rate; `None` = not on course.
+    pub exhaustion_eta_s: Option<f64>,
+    pub severity: Severity,
+}
+
+/// Model inputs that are not per tuple.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelParams {
+    /// Window of the close-rate estimate, in seconds (1–60).
+    pub window_s: u32,
+    pub thresholds: Thresholds,
+    /// The TIME_WAIT reuse delay in force (ms).
+    pub reuse_delay_ms: u32,
+}
+
+fn ratio(part: u64, whole: u32) -> f64 {
+    if whole == 0 {
+        if part == 0 { 0.0 } else { 1.0 }
+    } else {
+        part as f64 / f64::from(whole)
+    }
+}
+
+/// Assesses one tuple with `available` ports; `tw_reuse` says whether reuse
+/// applies to it (see [`crate::kernel::Settings::tw_reuse_applies`]).
+pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &ModelParams) -> Assessment {
+    let in_use = stats.in_use();
+    let time_wait = stats.states.get(TcpState::TimeWait);
+    let other_in_use = in_use - time_wait;
+    let hold_s = hold_seconds(tw_reuse, params.reuse_delay_ms);
+    let blocking_time_wait: u64 = stats
+        .time_wait_age
+        .iter()
+        .enumerate()
+        .take_while(|(bucket, _)| (*bucket as f64) < hold_s)
+        .map(|(_, &n)| u64::from(n))
+        .sum();
+    let blocking = other_in_use + blocking_time_wait;
+    let close_rate_per_s = close_rate(&stats.time_wait_age, params.window_s);
+    let exhaustion_eta_s = exhaustion_eta(&stats.time_wait_age, other_in_use, available, close_rate_per_s, hold_s);
+    let effective_utilization = ratio(blocking, available);
+    let mut severity = params.thresholds.classify(effective_utilization);
+    if exhaustion_eta_s.is_some() {
+        // On course to run out within the hold time: never merely "ok".
+        severity = severity.max(Severity::Warning);
+    }
+    Assessment {
+        in_use,
+        time_wait,
+        established: stats.states.get(TcpState::Established),
+        available,
+        utilization: ratio(in_use, available),
+        tw_reuse,
+        blocking,
+        effective_utilization,
+        close_rate_per_s,
+        max_rate_per_s: max_sustainable_rate(available, hold_s),
+        exhaustion_eta_s,
+        severity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARAMS: ModelParams = ModelParams {
+        window_s: 10,
+        thresholds: Thresholds {
+            warning: 0.5,
+            critical: 0.8,
+        },
+        reuse_delay_ms: 1000,
+    };
+
+    /// A tuple that has been closing `rate` connections a second, evenly, for
+    /// `seconds` seconds, plus `established` open ones.
+    fn churned(rate: u32, seconds: usize, established: u64) -> TupleStats {
+        let mut stats = TupleStats::default();
+        for bucket in stats.time_wait_age.iter_mut().take(seconds.min(AGE_BUCKETS)) {
+            *bucket = rate;
+        }
+        let time_wait: u32 = stats.time_wait_age.iter().sum();
+        stats.states.add(TcpState::TimeWait, u64::from(time_wait));
+        stats.states.add(TcpState::Established, established);
+        stats
+    }
+
+    #[test]
+    fn the_seed_posts_arithmetic() {
+        // "Max new connections/sec: 28,231 / 60 = 470/sec per destination".
+        assert_eq!(max_sustainable_rate(28_231, TIME_WAIT_SECS) as u32, 470);
+        // The default range really holds 28,232 ports (inclusive).
+        let budget = PortBudget { range_size: 60_999 - 32_768 + 1, reserved: 0, listeners: 0 };
+        assert_eq!(budget.available(), 28_232);
+        // "500 × 60 = 30,000 sockets needed … 30,000 > 28,231 → EXHAUSTION"
+        let a = assess(&churned(500, 60, 0), 28_231, false, &PARAMS);
+        assert_eq!(a.in_use, 30_000);
+        assert_eq!(a.severity, Severity::Critical);
+        assert_eq!(a.exhaustion_eta_s, Some(0.0));
+        assert_eq!(a.close_rate_per_s, 500.0);
+    }
+
+    #[test]
+    fn budget_subtracts_reserved_ports_and_listeners() {
+        let budget = PortBudget { range_size: 1000, reserved: 100, listeners: 2 };
+        assert_eq!(budget.available(), 898);
+        let all_gone = PortBudget { range_size: 10, reserved: 10, listeners: 5 };
+        assert_eq!(all_gone.available(), 0);
+        let a = assess(&churned(1, 1, 0), 0, false, &PARAMS);
+        assert_eq!((a.utilization, a.severity), (1.0, Severity::Critical));
+    }
+
+    #[test]
+    fn close_rate_reflects_the_window_not_the_minute() {
+        // 30 s at 100/s, then the last 10 s at 300/s.
+        let mut stats = churned(100, 30, 0);
+        for bucket in &mut stats.time_wait_age[..10] {
+            *bucket = 300;
+        }
+        assert_eq!(close_rate(&stats.time_wait_age, 10), 300.0);
+        assert_eq!(close_rate(&stats.time_wait_age, 30), (3000.0 + 2000.0) / 30.0);
+    }
+
+    #[test]
+    fn steady_state_below_budget_never_exhausts() {
+        // 400/s for a full minute: 24,000 of 28,232 ports, levelled off.
+        let a = assess(&churned(400, 60, 0), 28_232, false, &PARAMS);
+        assert_eq!(a.exhaustion_eta_s, None);
+        assert_eq!(a.severity, Severity::Critical); // 85%
+        let a = assess(&churned(200, 60, 0), 28_232, false, &PARAMS);
+        assert_eq!((a.exhaustion_eta_s, a.severity), (None, Severity::Ok));
+    }
+
+    #[test]
+    fn a_ramp_towards_the_budget_is_forecast() {
+        // 50/s for 10 s into 1,000 ports: 500 used, 500 missing, nothing expires
+        // for 50 s, so exhaustion in 500 / 50 = 10 s.
+        let a = assess(&churned(50, 10, 0), 1000, false, &PARAMS);
+        assert_eq!(a.exhaustion_eta_s, Some(10.0));
+        assert_eq!(a.severity, Severity::Warning); // 50%
+        // From empty at 50/s: 1,000 / 50 = 20 s (the lab's prediction).
+        let fresh = assess(&churned(50, 1, 0), 1000, false, &ModelParams { window_s: 1, ..PARAMS });
+        let eta = fresh.exhaustion_eta_s.unwrap();
+        assert!((eta - 19.0).abs() < 1e-9, "{eta}");
+    }
+
+    #[test]
+    fn expiries_are_counted_in_the_forecast() {
+        // 1,000 ports; 900 TIME_WAIT all about to expire (age 59 s), new closes
+        // at 10/s (600 at steady state): the old ones leave within a second, so
+        // no exhaustion although 91% are in use now.
+        let mut stats = TupleStats::default();
+        stats.time_wait_age[59] = 900;
+        stats.time_wait_age[0] = 10;
+        stats.states.add(TcpState::TimeWait, 910);
+        let a = assess(&stats, 1000, false, &ModelParams { window_s: 1, ..PARAMS });
+        assert_eq!(a.close_rate_per_s, 10.0);
+        assert_eq!(a.exhaustion_eta_s, None);
+        // At 80/s the last 20 free ports go in 0.25 s, before the old expire.
+        stats.time_wait_age[0] = 80;
+        let a = assess(&stats, 1000, false, &ModelParams { window_s: 1, ..PARAMS });
+        assert_eq!(a.exhaustion_eta_s, Some(0.25));
+        // At 20/s: 1,200 at steady state, so it runs out once the old ones are
+        // replaced: 20 now + 20/s × t = 1,000 at t = 49 s.
+        stats.time_wait_age[0] = 20;
+        let a = assess(&stats, 1000, false, &ModelParams { window_s: 1, ..PARAMS });
+        assert_eq!(a.exhaustion_eta_s, Some(49.0));
+    }
+
+    #[test]
+    fn tw_reuse_bounds_the_hold_time_by_the_reuse_delay() {
+        // 600/s into 28,232 ports: unsustainable without reuse…
+        let stats = churned(600, 60, 5);
+        let off = assess(&stats, 28_232, false, &PARAMS);
+        assert_eq!(off.severity, Severity::Critical);
+        assert!((off.max_rate_per_s - 470.53).abs() < 0.01);
+        // …but with reuse only the last second's 600 TIME_WAITs block a port.
+        let on = assess(&stats, 28_232, true, &PARAMS);
+        assert_eq!(on.blocking, 605);
+        assert_eq!(on.max_rate_per_s, 28_232.0);
+        assert_eq!(on.exhaustion_eta_s, None);
+        assert_eq!(on.severity, Severity::Ok);
+        // Utilization still reports what holds a port in the socket table.
+        assert_eq!(on.utilization, off.utilization);
+    }
+
+    #[test]
+    fn thresholds_are_overridable() {
+        let strict = Thresholds { warning: 0.1, critical: 0.2 };
+        assert_eq!(strict.classify(0.15), Severity::Warning);
+        assert_eq!(strict.classify(0.2), Severity::Critical);
+        assert_eq!(Thresholds::default().classify(0.49), Severity::Ok);
+    }
+}

@@ -1,0 +1,43 @@
+//! # twscope-core
+//!
+//! The library behind `twscope`: it finds TCP ephemeral-port exhaustion — the
+//! `connect(): Cannot assign requested address` (EADDRNOTAVAIL) outage of
+//! services that churn short-lived outbound connections while the closed
+//! sockets sit in TIME_WAIT for 60 s each.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! kernel ──netlink sock_diag──▶ sockdiag ──▶ census ──▶ capacity ──▶ status
+//! /proc/sys, /proc/net ───────▶ kernel ─────────────────┘
+//! ```
+//!
+//! - [`sockdiag`] dumps TCP sockets through `NETLINK_SOCK_DIAG`, decoding each
+//!   `inet_diag_msg` in place.
+//! - [`kernel`] reads the namespace's sysctls and counters.
+//! - [`netns`] enters a network namespace (`--netns`).
+//! - [`census`] aggregates a dump per destination tuple and listening port.
+//! - [`capacity`] is the port-budget model: availability, rates, forecast.
+//! - [`status`] assembles the `twscope status` report (its JSON is the schema).
+//!
+//! The crate does no terminal I/O; renderers live in the `twscope` binary.
+//!
+//! ```no_run
+//! use twscope_core::status::{Status, StatusOptions};
+//!
+//! let netns = twscope_core::netns::current("host")?;
+//! let status = Status::collect(&StatusOptions::default(), netns)?;
+//! println!("{}", status.verdict.summary);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod capacity;
+pub mod census;
+pub mod kernel;
+pub mod netns;
+pub mod sockdiag;
+pub mod status;
+pub mod text;
+
+pub use capacity::Severity;
+pub use sockdiag::TcpState;

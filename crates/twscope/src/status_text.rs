@@ -1,0 +1,238 @@
+//! The text rendering of `twscope status`: one screen, worst news last so it
+//! stays on screen. Styles are ANSI; `anstream` strips them when stdout is not
+//! a terminal or `NO_COLOR` is set.
+
+use std::fmt::Write;
+
+use anstyle::{AnsiColor, Style};
+use twscope_core::capacity::Severity;
+use twscope_core::kernel::Settings;
+use twscope_core::status::{endpoint, Destination, Status};
+use twscope_core::text::{rate, thousands};
+use twscope_core::TcpState;
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+
+fn severity_style(severity: Severity) -> Style {
+    let color = match severity {
+        Severity::Ok => AnsiColor::Green,
+        Severity::Warning => AnsiColor::Yellow,
+        Severity::Critical => AnsiColor::Red,
+    };
+    Style::new().fg_color(Some(color.into()))
+}
+
+fn percent(fraction: f64) -> String {
+    format!("{:.0}%", fraction * 100.0)
+}
+
+fn eta(seconds: Option<f64>) -> String {
+    match seconds {
+        None => "never".to_string(),
+        Some(s) if s <= 0.0 => "now".to_string(),
+        Some(s) if s < 10.0 => format!("{s:.1} s"),
+        Some(s) => format!("{s:.0} s"),
+    }
+}
+
+fn on_off(value: u8) -> &'static str {
+    if value == 0 { "off" } else { "on" }
+}
+
+fn tw_reuse_words(s: &Settings) -> String {
+    let delay = format!("after {} ms", thousands(u64::from(s.reuse_delay_ms())));
+    let mode = match s.tcp_tw_reuse {
+        0 => "off: every TIME_WAIT holds its port for 60 s".to_string(),
+        1 => format!("on: connect() may reuse TIME_WAIT ports {delay}"),
+        2 => format!("loopback only: other destinations wait the full 60 s (reuse {delay} on lo)"),
+        n => format!("{n} (unknown value)"),
+    };
+    let mut text = format!("tcp_tw_reuse={} {mode}", s.tcp_tw_reuse);
+    if s.tcp_tw_reuse != 0 && s.tcp_timestamps == 0 {
+        text.push_str(", but tcp_timestamps=0 disables it");
+    }
+    text
+}
+
+/// Renders the report. Styles are embedded; the caller's stream strips them.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_report(&mut out, status);
+    out
+}
+
+fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
+    writeln!(
+        out,
+        "{BOLD}twscope status{BOLD:#} · host {} · kernel {} · netns {} {DIM}(inode {}){DIM:#}",
+        status.host, status.kernel, status.netns.name, status.netns.inode
+    )?;
+    writeln!(out)?;
+
+    // States: the non-zero ones, biggest first.
+    let mut states: Vec<(TcpState, u64)> = status.states.iter().filter(|&(_, n)| n > 0).collect();
+    states.sort_by(|a, b| b.1.cmp(&a.1));
+    let states_text = if states.is_empty() {
+        "none".to_string()
+    } else {
+        states.iter().map(|(s, n)| format!("{} {}", s.name(), thousands(*n))).collect::<Vec<_>>().join(" · ")
+    };
+    writeln!(
+        out,
+        "{BOLD}Sockets{BOLD:#}    {states_text}  {DIM}({} TCP sockets, dumped in {:.0} ms){DIM:#}",
+        thousands(status.dump.sockets),
+        status.dump.duration_ms
+    )?;
+
+    let e = &status.ephemeral;
+    let listeners = match e.listeners_in_range.len() {
+        0 => "no listener inside".to_string(),
+        n => {
+            let shown: Vec<String> = e.listeners_in_range.iter().take(5).map(u16::to_string).collect();
+            let more = if n > 5 { ", …" } else { "" };
+            format!("{n} listening port{} inside ({}{more})", if n == 1 { "" } else { "s" }, shown.join(", "))
+        }
+    };
+    writeln!(
+        out,
+        "{BOLD}Ports{BOLD:#}      ephemeral {}–{} = {} ports; {} reserved; {listeners} → {BOLD}{}{BOLD:#} per destination and source address",
+        e.low,
+        e.high,
+        thousands(u64::from(e.size)),
+        thousands(u64::from(e.reserved)),
+        thousands(u64::from(e.available)),
+    )?;
+
+    let s = &status.settings;
+    let recycle = match s.tcp_tw_recycle {
+        Some(1) => " · tcp_tw_recycle=1 (breaks clients behind NAT: set it to 0)".to_string(),
+        Some(n) => format!(" · tcp_tw_recycle={n}"),
+        None => String::new(),
+    };
+    writeln!(
+        out,
+        "{BOLD}TIME_WAIT{BOLD:#}  lasts 60 s (fixed in Linux). {} · timestamps {}{recycle}",
+        tw_reuse_words(s),
+        on_off(s.tcp_timestamps),
+    )?;
+    writeln!(
+        out,
+        "           {} of {} tw buckets used · tcp_fin_timeout {} s (FIN_WAIT2 only, not TIME_WAIT)",
+        thousands(status.counters.sockstat_tw),
+        thousands(s.tcp_max_tw_buckets),
+        s.tcp_fin_timeout,
+    )?;
+    let c = &status.counters;
+    let overflow_style = if c.tcp_time_wait_overflow > 0 { severity_style(Severity::Warning) } else { Style::new() };
+    writeln!(
+        out,
+        "{BOLD}Counters{BOLD:#}   ActiveOpens {} · TW expired {} · TWRecycled {} · TWKilled {} · {overflow_style}TCPTimeWaitOverflow {}{overflow_style:#}",
+        thousands(c.active_opens),
+        thousands(c.tw),
+        thousands(c.tw_recycled),
+        thousands(c.tw_killed),
+        thousands(c.tcp_time_wait_overflow),
+    )?;
+    if let Some(ct) = &status.conntrack {
+        writeln!(out, "           conntrack {} of {} entries", thousands(ct.count), thousands(ct.max))?;
+    }
+    writeln!(out)?;
+
+    write_destinations(out, status)?;
+    write_inbound(out, status)?;
+
+    let style = severity_style(status.verdict.severity).bold();
+    writeln!(out, "{style}{}{style:#}", status.verdict.summary)
+}
+
+fn write_destinations(out: &mut String, status: &Status) -> std::fmt::Result {
+    if status.destinations.is_empty() {
+        let what = if status.destinations_total == 0 { "none" } else { "none shown" };
+        return writeln!(out, "{BOLD}Outbound destinations{BOLD:#}: {what}\n");
+    }
+    writeln!(
+        out,
+        "{BOLD}Top destinations{BOLD:#} (outbound, {} of {}, by source ports in use; rate over the last {} s)",
+        status.destinations.len(),
+        status.destinations_total,
+        status.window_s
+    )?;
+    let rows: Vec<[String; 10]> = status.destinations.iter().map(destination_row).collect();
+    let header = [
+        "DESTINATION", "TIME_WAIT", "ESTAB", "IN USE", "AVAILABLE", "UTIL", "CLOSE/s", "MAX/s", "EXHAUSTED IN", "SEVERITY",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                // Text columns left-aligned, numbers right-aligned.
+                if i == 0 || i >= 8 {
+                    format!("{cell:<w$}", w = widths[i])
+                } else {
+                    format!("{cell:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let header_cells: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    writeln!(out, "{DIM}{}{DIM:#}", line(&header_cells))?;
+    for (row, d) in rows.iter().zip(&status.destinations) {
+        let text = line(row);
+        // Colour only the severity word, which ends the line.
+        let severity_at = text.len() - row[9].len();
+        let style = severity_style(d.severity);
+        writeln!(out, "{}{style}{}{style:#}", &text[..severity_at], &text[severity_at..])?;
+    }
+    writeln!(out)
+}
+
+fn destination_row(d: &Destination) -> [String; 10] {
+    let severity = if d.tw_reuse { format!("{} (tw_reuse)", d.severity.name()) } else { d.severity.name().to_string() };
+    [
+        endpoint(&d.addr, d.port),
+        thousands(d.time_wait),
+        thousands(d.established),
+        thousands(d.in_use),
+        thousands(u64::from(d.available)),
+        percent(d.utilization),
+        rate(d.close_rate_per_s),
+        rate(d.max_rate_per_s),
+        eta(d.exhaustion_eta_s),
+        severity,
+    ]
+}
+
+fn write_inbound(out: &mut String, status: &Status) -> std::fmt::Result {
+    let with_time_wait: Vec<_> = status.inbound.iter().filter(|i| i.time_wait > 0).take(5).collect();
+    if with_time_wait.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{BOLD}Inbound TIME_WAIT{BOLD:#} (server side: this host closed first; costs tw buckets, not ephemeral ports)"
+    )?;
+    writeln!(out, "{DIM}{:<8} {:>10} {:>8} {:>8}{DIM:#}", "PORT", "TIME_WAIT", "ESTAB", "TOTAL")?;
+    for i in with_time_wait {
+        writeln!(
+            out,
+            "{:<8} {:>10} {:>8} {:>8}",
+            i.port,
+            thousands(i.time_wait),
+            thousands(i.established),
+            thousands(i.total)
+        )?;
+    }
+    writeln!(out)
+}
