@@ -114,6 +114,9 @@ pub fn enter(spec: &NetnsSpec) -> Result<NetnsInfo, NetnsError> {
                 label: label.clone(),
                 path: path.clone(),
             }
+        } else if source.kind() == io::ErrorKind::PermissionDenied {
+            // Another user's /proc/PID/ns/net: the same privilege fixes it.
+            NetnsError::Permission { label: label.clone() }
         } else {
             NetnsError::Open {
                 label: label.clone(),

@@ -185,7 +185,7 @@ impl Status {
         let census = Census::collect()?;
         let dump = DumpInfo {
             sockets: census.sockets,
-            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            duration_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         };
         Ok(Status::build(
             &census,

@@ -1,0 +1,40 @@
+//! # twscope-lab
+//!
+//! The parts to reproduce TCP ephemeral-port exhaustion on one machine, safely:
+//!
+//! - [`netns`] — throwaway network namespaces (`ip netns add`), removed on drop,
+//!   and [`enter_netns`] to move a thread into one.
+//! - [`server`] — a small TCP server that answers a request and lets the
+//!   client close first, so the *client* side collects TIME_WAIT sockets.
+//! - [`churn`] — a bounded client: open, (ask,) close, `count` times, at an
+//!   optional rate, never longer than a deadline; and [`hold`] for long-lived
+//!   connections.
+//! - [`testing`] — skipping (or, in CI, failing) tests that need root.
+//!
+//! Everything stays on this machine: loopback or addresses inside namespaces
+//! the caller made. Every loop is bounded in count and time.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use twscope_lab::{churn, ChurnOptions, Netns, Server};
+//!
+//! let ns = Netns::new("demo")?;
+//! let stats = ns.run(|| {
+//!     let server = Server::start("127.0.0.1:7000".parse().unwrap(), 1).unwrap();
+//!     let stats = churn(&[server.addr()], &ChurnOptions { count: 1000, ..ChurnOptions::default() });
+//!     drop(server);
+//!     stats
+//! })?;
+//! assert_eq!(stats.ok, 1000); // 1,000 client sockets now in TIME_WAIT inside `ns`
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+pub mod churn;
+pub mod netns;
+pub mod server;
+pub mod testing;
+
+pub use churn::{churn, hold, ChurnOptions, ChurnStats};
+pub use netns::{enter_netns, Netns};
+pub use server::Server;
+pub use testing::require_root;

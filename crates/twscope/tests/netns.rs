@@ -1,0 +1,319 @@
+//! `twscope status` against the kernel's own tools, in network namespaces these
+//! tests create: every count must equal what `ss` prints, exactly.
+//!
+//! Needs root, `ip` and `ss`; without them the tests skip with a reason, unless
+//! `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use twscope_lab::{churn, hold, require_root, ChurnOptions, Netns, Server};
+
+fn twscope(ns: &Netns, args: &[&str]) -> (Value, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .args(["status", "--json", "--netns", ns.name()])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap();
+    assert!(code <= 2, "twscope failed: {}", String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_slice(&out.stdout).expect("twscope printed JSON"), code)
+}
+
+fn ss(ns: &Netns, args: &[&str]) -> String {
+    let out: Output = ns.command("ss").args(args).output().unwrap();
+    assert!(out.status.success(), "ss {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `ss`'s state words → the kernel names twscope uses.
+fn kernel_state(ss_state: &str) -> &'static str {
+    match ss_state {
+        "ESTAB" => "ESTABLISHED",
+        "SYN-SENT" => "SYN_SENT",
+        "SYN-RECV" => "SYN_RECV",
+        "FIN-WAIT-1" => "FIN_WAIT1",
+        "FIN-WAIT-2" => "FIN_WAIT2",
+        "TIME-WAIT" => "TIME_WAIT",
+        "UNCONN" | "CLOSE" => "CLOSE",
+        "CLOSE-WAIT" => "CLOSE_WAIT",
+        "LAST-ACK" => "LAST_ACK",
+        "LISTEN" => "LISTEN",
+        "CLOSING" => "CLOSING",
+        other => panic!("unknown ss state {other}"),
+    }
+}
+
+/// `ss`'s filter names for `state …`, paired with the kernel names.
+const SS_FILTERS: [(&str, &str); 11] = [
+    ("established", "ESTABLISHED"),
+    ("syn-sent", "SYN_SENT"),
+    ("syn-recv", "SYN_RECV"),
+    ("fin-wait-1", "FIN_WAIT1"),
+    ("fin-wait-2", "FIN_WAIT2"),
+    ("time-wait", "TIME_WAIT"),
+    ("closed", "CLOSE"),
+    ("close-wait", "CLOSE_WAIT"),
+    ("last-ack", "LAST_ACK"),
+    ("listening", "LISTEN"),
+    ("closing", "CLOSING"),
+];
+
+/// `1.2.3.4:80`, `[::1]:80`, `[::ffff:1.2.3.4]:80`, `*:80` → (address, port),
+/// IPv4-mapped addresses as IPv4 (as twscope counts them).
+fn endpoint(text: &str) -> (Option<IpAddr>, u16) {
+    let (addr, port) = text.rsplit_once(':').unwrap();
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    let addr = addr.split('%').next().unwrap(); // drop an interface scope
+    (addr.parse::<IpAddr>().ok().map(|a| a.to_canonical()), port.parse().unwrap())
+}
+
+type Counts = BTreeMap<String, u64>;
+
+/// Per-destination and per-listening-port state counts computed from `ss`'s
+/// own output, with the classification twscope documents.
+fn oracle(ns: &Netns) -> (BTreeMap<(IpAddr, u16), Counts>, BTreeMap<u16, Counts>) {
+    let listening: Vec<u16> = ss(ns, &["-Htln"]).lines().map(|l| endpoint(l.split_whitespace().nth(3).unwrap()).1).collect();
+    let mut outbound: BTreeMap<(IpAddr, u16), Counts> = BTreeMap::new();
+    let mut inbound: BTreeMap<u16, Counts> = BTreeMap::new();
+    for line in ss(ns, &["-Htan"]).lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let state = kernel_state(cols[0]);
+        if state == "LISTEN" {
+            continue;
+        }
+        let (_, local_port) = endpoint(cols[3]);
+        let (peer, peer_port) = endpoint(cols[4]);
+        let counts = if listening.contains(&local_port) {
+            inbound.entry(local_port).or_default()
+        } else {
+            outbound.entry((peer.unwrap(), peer_port)).or_default()
+        };
+        *counts.entry(state.to_string()).or_default() += 1;
+    }
+    (outbound, inbound)
+}
+
+fn nonzero(states: &Value) -> Counts {
+    states
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, n)| n.as_u64().unwrap() > 0)
+        .map(|(s, n)| (s.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+/// Waits until no socket of the namespace is between states (FIN_WAIT,
+/// LAST_ACK, …), so two dumps taken one after the other must agree.
+fn settle(ns: &Netns) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let transient = ["state", "syn-sent", "state", "syn-recv", "state", "fin-wait-1", "state", "fin-wait-2",
+        "state", "last-ack", "state", "closing", "state", "close-wait"];
+    loop {
+        let mut args = vec!["-Htan"];
+        args.extend(transient);
+        if ss(ns, &args).trim().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sockets did not settle:\n{}", ss(ns, &args));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn status_counts_equal_ss_per_destination_and_state() {
+    if !require_root("status_counts_equal_ss_per_destination_and_state") {
+        return;
+    }
+    let ns = Netns::new("census").unwrap();
+    ns.add_address("198.18.0.1/32").unwrap();
+    ns.add_address("2001:2::1/128").unwrap();
+    // (server address, connections to churn into TIME_WAIT, connections held open)
+    let plan: [(&str, u64, usize); 5] = [
+        ("127.0.0.1:7001", 1500, 0),
+        ("127.0.0.1:7002", 800, 20),
+        ("198.18.0.1:7003", 500, 0),
+        ("[::1]:7001", 700, 0),
+        ("[2001:2::1]:7004", 400, 10),
+    ];
+    let (servers, held) = ns
+        .run(move || {
+            let mut servers = Vec::new();
+            let mut held = Vec::new();
+            for (addr, count, keep) in plan {
+                let addr: SocketAddr = addr.parse().unwrap();
+                servers.push(Server::start(addr, 1).unwrap());
+                let stats = churn(&[addr], &ChurnOptions { count, max_duration: Duration::from_secs(30), ..ChurnOptions::default() });
+                assert_eq!((stats.ok, stats.failed), (count, 0), "churn to {addr}");
+                held.extend(hold(&[addr], keep).unwrap());
+            }
+            (servers, held)
+        })
+        .unwrap();
+    settle(&ns);
+
+    let (json, _) = twscope(&ns, &["--top", "0"]);
+
+    // Per state: equal to `ss -Htan state X`, for all eleven states.
+    for (filter, name) in SS_FILTERS {
+        let expected = ss(&ns, &["-Htan", "state", filter]).lines().count() as u64;
+        assert_eq!(json["states"][name].as_u64().unwrap(), expected, "state {name}");
+    }
+    assert_eq!(json["states"]["TIME_WAIT"], 3900);
+    assert_eq!(json["states"]["ESTABLISHED"], 60); // 30 held, both ends
+
+    // Per destination and per listening port: equal to ss, grouped the same way.
+    let (outbound, inbound) = oracle(&ns);
+    let ours: BTreeMap<(IpAddr, u16), Counts> = json["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let key = (d["addr"].as_str().unwrap().parse().unwrap(), d["port"].as_u64().unwrap() as u16);
+            let states = nonzero(&d["states"]);
+            assert_eq!(d["in_use"].as_u64().unwrap(), states.values().sum::<u64>());
+            assert_eq!(d["time_wait"].as_u64().unwrap(), states.get("TIME_WAIT").copied().unwrap_or(0));
+            (key, states)
+        })
+        .collect();
+    assert_eq!(ours, outbound);
+    assert_eq!(ours.len(), 5);
+    assert_eq!(ours[&("127.0.0.1".parse().unwrap(), 7001)]["TIME_WAIT"], 1500);
+    assert_eq!(ours[&("2001:2::1".parse().unwrap(), 7004)]["ESTABLISHED"], 10);
+    let ours_inbound: BTreeMap<u16, Counts> = json["inbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let mut counts = Counts::new();
+            for (key, name) in [("time_wait", "TIME_WAIT"), ("established", "ESTABLISHED")] {
+                if i[key].as_u64().unwrap() > 0 {
+                    counts.insert(name.to_string(), i[key].as_u64().unwrap());
+                }
+            }
+            (i["port"].as_u64().unwrap() as u16, counts)
+        })
+        .collect();
+    assert_eq!(ours_inbound, inbound);
+
+    // The kernel's own TIME_WAIT count agrees too.
+    assert_eq!(json["counters"]["sockstat_tw"], 3900);
+
+    // --dest narrows to one destination; IPv6 without brackets in JSON.
+    let (one, _) = twscope(&ns, &["--dest", "[2001:2::1]:7004"]);
+    let rows = one["destinations"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["addr"], "2001:2::1");
+    assert_eq!(rows[0]["in_use"], 410);
+
+    // The text report agrees with the JSON and uses separators.
+    let text = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .args(["--netns", ns.name()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("TIME_WAIT 3,900"), "{text}");
+    assert!(text.contains("127.0.0.1:7001") && text.contains("[::1]:7001"), "{text}");
+
+    drop(held);
+    drop(servers);
+}
+
+/// Churns at `rate`/s into `target` for up to `seconds` s on a thread inside
+/// the namespace; returns the thread so the caller can sample meanwhile.
+fn churn_in_background(ns: &Netns, target: SocketAddr, rate: f64, seconds: u64) -> std::thread::JoinHandle<(u64, u64)> {
+    let path = ns.path();
+    std::thread::spawn(move || {
+        twscope_lab::enter_netns(&path).unwrap();
+        let stats = churn(
+            &[target],
+            &ChurnOptions {
+                count: (rate * seconds as f64) as u64,
+                rate_per_s: Some(rate),
+                max_duration: Duration::from_secs(seconds + 5),
+                ..ChurnOptions::default()
+            },
+        );
+        (stats.ok, stats.failed)
+    })
+}
+
+#[test]
+fn close_rate_from_one_dump_matches_a_known_churn() {
+    if !require_root("close_rate_from_one_dump_matches_a_known_churn") {
+        return;
+    }
+    let ns = Netns::new("rate").unwrap();
+    let target: SocketAddr = "127.0.0.1:7100".parse().unwrap();
+    let server = ns.run(move || Server::start(target, 1).unwrap()).unwrap();
+    let churner = churn_in_background(&ns, target, 200.0, 16);
+    // Sample mid-churn, once the 10 s window is full of it.
+    std::thread::sleep(Duration::from_secs(12));
+    let (json, _) = twscope(&ns, &["--dest", "127.0.0.1:7100"]);
+    let (ok, failed) = churner.join().unwrap();
+    assert_eq!((ok, failed), (3200, 0));
+    let d = &json["destinations"][0];
+    let rate = d["close_rate_per_s"].as_f64().unwrap();
+    assert!((rate - 200.0).abs() <= 20.0, "close rate {rate}/s, churned at 200/s");
+    // 200/s × 60 s = 12,000 of 28,232 ports: sustainable, not on course.
+    assert!(d["exhaustion_eta_s"].is_null(), "{d}");
+    assert_eq!(d["severity"], "ok");
+    assert!((d["max_rate_per_s"].as_f64().unwrap() - 28_232.0 / 60.0).abs() < 0.01);
+    drop(server);
+}
+
+#[test]
+fn time_to_exhaustion_is_forecast_on_a_narrow_range() {
+    if !require_root("time_to_exhaustion_is_forecast_on_a_narrow_range") {
+        return;
+    }
+    let ns = Netns::new("eta").unwrap();
+    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
+    let target: SocketAddr = "198.18.0.1:7200".parse().unwrap();
+    ns.add_address("198.18.0.1/32").unwrap();
+    let server = ns.run(move || Server::start(target, 1).unwrap()).unwrap();
+    // 50/s into 1,000 ports: empty to full in 20 s. Sample after ~8 s.
+    let churner = churn_in_background(&ns, target, 50.0, 10);
+    std::thread::sleep(Duration::from_secs(8));
+    let (json, code) = twscope(&ns, &["--window", "5"]);
+    let (ok, failed) = churner.join().unwrap();
+    assert_eq!((ok, failed), (500, 0));
+    let d = &json["destinations"][0];
+    assert_eq!(d["available"], 1000);
+    let in_use = d["in_use"].as_f64().unwrap();
+    let eta = d["exhaustion_eta_s"].as_f64().expect("on course to exhaust");
+    // Whatever the exact sample moment: the remaining ports at 50/s.
+    let expected = (1000.0 - in_use) / 50.0;
+    assert!((eta - expected).abs() <= expected * 0.1 + 0.5, "eta {eta} s, expected ~{expected} s (in use {in_use})");
+    assert_eq!(d["severity"], "warning", "{d}");
+    assert_eq!(code, 1);
+    drop(server);
+}
+
+#[test]
+fn entering_a_namespace_without_privileges_names_the_capability() {
+    if !require_root("entering_a_namespace_without_privileges_names_the_capability") {
+        return;
+    }
+    let ns = Netns::new("priv").unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_twscope")])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux) runs")
+    };
+    let out = as_nobody(&["status", "--netns", ns.name()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("CAP_SYS_ADMIN"), "{err}");
+    // The host's own namespace needs no privilege at all.
+    let out = as_nobody(&["status", "--json"]);
+    assert!(out.status.code().unwrap() <= 2, "{}", String::from_utf8_lossy(&out.stderr));
+}
