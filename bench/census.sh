@@ -27,7 +27,7 @@ for tool in ip ss hyperfine /usr/bin/time python3; do
 done
 [ "$(id -u)" = 0 ] || { echo "census.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 
-cargo build --release --quiet -p twscope -p twscope-testkit
+cargo build --release --quiet -p twscope -p twscope-lab
 TWSCOPE=$PWD/target/release/twscope
 CHURN=$PWD/target/release/twscope-churn
 work=$(mktemp -d)
@@ -70,11 +70,11 @@ for count in $COUNTS; do
     before=$(tw_now)
 
     ip netns exec "$ns" hyperfine --warmup 1 --runs "$RUNS" --style none --export-json "$work/$count.json" \
-        -n twscope "$TWSCOPE status --json --top 0 > /dev/null" \
+        -n twscope "$TWSCOPE status --json --top 0 > /dev/null; [ \$? -le 2 ]" \
         -n "ss | wc -l" "ss -Htan state time-wait | wc -l" \
         -n "seed pipeline" "ss -tan state time-wait | awk '{print \$4}' | sort | uniq -c | sort -rn | head" >&2
     after=$(tw_now)
-    rss_twscope=$(ip netns exec "$ns" /usr/bin/time -f %M "$TWSCOPE" status --json --top 0 2>&1 >/dev/null | tail -1)
+    rss_twscope=$(ip netns exec "$ns" /usr/bin/time -f %M "$TWSCOPE" status --json --top 0 2>&1 >/dev/null | tail -1 || true)
     rss_ss=$(ip netns exec "$ns" /usr/bin/time -f %M ss -Htan state time-wait 2>&1 >/dev/null | tail -1)
 
     python3 - "$work/$count.json" "$before" "$after" "$rss_twscope" "$rss_ss" >>"$work/table.md" <<'PY'
