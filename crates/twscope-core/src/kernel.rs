@@ -259,11 +259,12 @@ impl Settings {
 pub struct Counters {
     /// Tcp `ActiveOpens` (/proc/net/snmp): outbound connects since boot.
     pub active_opens: u64,
-    /// TcpExt `TW`: sockets that finished TIME_WAIT via the timer.
+    /// TcpExt `TW`: sockets that entered TIME_WAIT with the full 60 s timer
+    /// (counted when the timer is armed, so `rate()` of it is the close rate).
     pub tw: u64,
     /// TcpExt `TWRecycled`: TIME_WAIT 4-tuples taken over by tw_reuse.
     pub tw_recycled: u64,
-    /// TcpExt `TWKilled`: TIME_WAIT sockets killed early (e.g. by RST).
+    /// TcpExt `TWKilled`: sockets given a short TIME_WAIT (≤ 4 s) instead.
     pub tw_killed: u64,
     /// TcpExt `TCPTimeWaitOverflow`: TIME_WAIT skipped at tcp_max_tw_buckets.
     pub tcp_time_wait_overflow: u64,

@@ -177,7 +177,8 @@ pub struct Status {
 }
 
 impl Status {
-    /// Reads the current network namespace (enter it first) and builds the report.
+    /// Reads the calling thread's network namespace (enter it first) and
+    /// builds the report.
     pub fn collect(options: &StatusOptions, netns: NetnsInfo) -> Result<Status, StatusError> {
         let proc_root = Path::new("/proc");
         let settings = Settings::read(proc_root)?;
@@ -190,7 +191,10 @@ impl Status {
         Ok(Status::build(
             &census,
             settings,
-            Counters::read(proc_root)?,
+            // /proc/net follows the main thread; /proc/thread-self/net follows
+            // this one, which is what a caller that entered a namespace on a
+            // worker thread (`twscope lab`) needs. Same thing on the main thread.
+            Counters::read(Path::new("/proc/thread-self"))?,
             Conntrack::read(proc_root)?,
             kernel::hostname(proc_root)?,
             kernel::kernel_release(proc_root)?,

@@ -128,7 +128,7 @@ fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
     let overflow_style = if c.tcp_time_wait_overflow > 0 { severity_style(Severity::Warning) } else { Style::new() };
     writeln!(
         out,
-        "{BOLD}Counters{BOLD:#}   ActiveOpens {} · TW expired {} · TWRecycled {} · TWKilled {} · {overflow_style}TCPTimeWaitOverflow {}{overflow_style:#}",
+        "{BOLD}Counters{BOLD:#}   ActiveOpens {} · TW entered {} · TWRecycled {} · TWKilled {} · {overflow_style}TCPTimeWaitOverflow {}{overflow_style:#}",
         thousands(c.active_opens),
         thousands(c.tw),
         thousands(c.tw_recycled),
