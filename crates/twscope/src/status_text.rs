@@ -73,7 +73,7 @@ fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
 
     // States: the non-zero ones, biggest first.
     let mut states: Vec<(TcpState, u64)> = status.states.iter().filter(|&(_, n)| n > 0).collect();
-    states.sort_by(|a, b| b.1.cmp(&a.1));
+    states.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
     let states_text = if states.is_empty() {
         "none".to_string()
     } else {
