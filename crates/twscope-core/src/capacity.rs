@@ -104,12 +104,14 @@ impl PortBudget {
     }
 }
 
-/// How long, in seconds, a closed connection keeps its source port.
-pub fn hold_seconds(tw_reuse: bool, reuse_delay_ms: u32) -> f64 {
+/// How long, in seconds, a closed connection keeps its source port: the
+/// TIME_WAIT length (60 s in Linux), or only the reuse delay when
+/// `tcp_tw_reuse` applies.
+pub fn hold_seconds(tw_reuse: bool, reuse_delay_ms: u32, time_wait_s: f64) -> f64 {
     if tw_reuse {
-        f64::from(reuse_delay_ms.max(1)) / 1000.0
+        (f64::from(reuse_delay_ms.max(1)) / 1000.0).min(time_wait_s)
     } else {
-        TIME_WAIT_SECS
+        time_wait_s
     }
 }
 
@@ -216,7 +218,7 @@ pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &Model
     let in_use = stats.in_use();
     let time_wait = stats.states.get(TcpState::TimeWait);
     let other_in_use = in_use - time_wait;
-    let hold_s = hold_seconds(tw_reuse, params.reuse_delay_ms);
+    let hold_s = hold_seconds(tw_reuse, params.reuse_delay_ms, TIME_WAIT_SECS);
     let blocking_time_wait: u64 = stats
         .time_wait_age
         .iter()

@@ -18,6 +18,7 @@
 //! - [`netns`] enters a network namespace (`--netns`).
 //! - [`census`] aggregates a dump per destination tuple and listening port.
 //! - [`capacity`] is the port-budget model: availability, rates, forecast.
+//! - [`plan`] runs the same model on a what-if workload (`twscope plan`).
 //! - [`status`] assembles the `twscope status` report (its JSON is the schema).
 //!
 //! The crate does no terminal I/O; renderers live in the `twscope` binary.
@@ -35,6 +36,7 @@ pub mod capacity;
 pub mod census;
 pub mod kernel;
 pub mod netns;
+pub mod plan;
 pub mod sockdiag;
 pub mod status;
 pub mod text;
