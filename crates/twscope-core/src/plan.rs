@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::capacity::{exhaustion_eta, hold_seconds, max_sustainable_rate, PortBudget, Severity, Thresholds};
 use crate::census::AGE_BUCKETS;
 use crate::kernel::{PortRanges, DEFAULT_TW_REUSE_DELAY_MS};
+use crate::text::thousands;
 
 /// Widest range `ip_local_port_range` can usefully take: ports below 1024
 /// are privileged and belong to servers.
@@ -142,9 +143,10 @@ impl Workload {
             change: format!("reuse connections: a pool of {pool_size} per destination"),
             detail: format!(
                 "Little's law: {:.0} requests/s × {} ms each = {pool_size} connections busy at once; a pool that \
-                 keeps them open opens no new connections, so it needs {pool_size} ports instead of {ports_needed}",
+                 keeps them open opens no new connections, so it needs {pool_size} ports instead of {}",
                 self.rate_per_s / f64::from(self.destinations),
-                self.latency_ms
+                self.latency_ms,
+                thousands(ports_needed)
             ),
         }];
         if per_source > 0 {
@@ -154,8 +156,9 @@ impl Workload {
                 sufficient: needed <= 256,
                 change: format!("use {needed} source addresses (now {})", self.source_ips),
                 detail: format!(
-                    "each source address has its own {per_source} ports per destination; bind each connection to \
-                     one of them in turn (IP_BIND_ADDRESS_NO_PORT so the port is still chosen by connect())"
+                    "each source address has its own {} ports per destination; bind each connection to one of \
+                     them in turn (IP_BIND_ADDRESS_NO_PORT so the port is still chosen by connect())",
+                    thousands(per_source)
                 ),
             });
         }
@@ -178,14 +181,18 @@ impl Workload {
                 change: format!("net.ipv4.ip_local_port_range = {low} 65535"),
                 detail: format!(
                     "{} ports per source address; keep listeners out of it (ip_local_reserved_ports)",
-                    self.budget((low, 65535)).available()
+                    thousands(u64::from(self.budget((low, 65535)).available()))
                 ),
             },
             None => Remedy {
                 kind: RemedyKind::PortRange,
                 sufficient: false,
                 change: "net.ipv4.ip_local_port_range = 1024 65535".to_string(),
-                detail: format!("even the widest range ({widest} ports) is short of {ports_needed}"),
+                detail: format!(
+                    "even the widest range ({} ports) is short of {}",
+                    thousands(u64::from(widest)),
+                    thousands(ports_needed)
+                ),
             },
         });
         if !self.tw_reuse {
@@ -195,8 +202,11 @@ impl Workload {
                 sufficient: reuse.sustainable,
                 change: "net.ipv4.tcp_tw_reuse = 1 (with net.ipv4.tcp_timestamps = 1)".to_string(),
                 detail: format!(
-                    "connect() may take over a TIME_WAIT port after {} ms instead of {} s: {} ports needed",
-                    self.reuse_delay_ms, self.time_wait_s, reuse.ports_needed
+                    "connect() may take over a TIME_WAIT port after {} ms instead of {} s: {} ports needed; \
+                     client side only, and it needs tcp_timestamps",
+                    thousands(u64::from(self.reuse_delay_ms)),
+                    self.time_wait_s,
+                    thousands(reuse.ports_needed)
                 ),
             });
         }

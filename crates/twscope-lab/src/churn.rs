@@ -3,10 +3,13 @@
 //! over and over. Each close leaves a TIME_WAIT socket behind for 60 s.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// How long one connect may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -25,6 +28,11 @@ pub struct ChurnOptions {
     /// Send a request and wait for the reply before closing (as a real client
     /// does); without it the client closes right after the handshake.
     pub request: bool,
+    /// Source addresses to rotate over (bound with `IP_BIND_ADDRESS_NO_PORT`,
+    /// so `connect()` still picks the port); empty = the kernel's choice.
+    pub sources: Vec<IpAddr>,
+    /// Close with `SO_LINGER` 0: a RST instead of a FIN, so no TIME_WAIT.
+    pub linger_zero: bool,
 }
 
 impl Default for ChurnOptions {
@@ -35,6 +43,8 @@ impl Default for ChurnOptions {
             max_duration: Duration::from_secs(60),
             threads: 1,
             request: false,
+            sources: Vec::new(),
+            linger_zero: false,
         }
     }
 }
@@ -62,24 +72,46 @@ impl ChurnStats {
     }
 }
 
+/// Live counters of a running churn, for a caller sampling it meanwhile, and
+/// a flag to stop it early.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub addr_not_available: AtomicU64,
+    /// Set to stop: the churn returns within one pacing interval.
+    pub stop: AtomicBool,
+}
+
+impl Progress {
+    fn record(&self, result: &io::Result<()>) {
+        match result {
+            Ok(()) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
 /// Opens and closes `options.count` connections to `targets` (round robin).
 pub fn churn(targets: &[SocketAddr], options: &ChurnOptions) -> ChurnStats {
+    churn_with(targets, options, &Progress::default())
+}
+
+/// [`churn`], counting into `progress` as it goes and stopping when
+/// `progress.stop` is set.
+pub fn churn_with(targets: &[SocketAddr], options: &ChurnOptions, progress: &Progress) -> ChurnStats {
     assert!(!targets.is_empty(), "churn needs at least one target");
     let start = Instant::now();
     let deadline = start + options.max_duration;
     let threads = options.threads.max(1) as u64;
-    let ok = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
-    let not_available = AtomicU64::new(0);
     let first_not_available: Mutex<Option<Duration>> = Mutex::new(None);
     let first_error: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for thread in 0..threads {
-            let (ok, failed, not_available) = (&ok, &failed, &not_available);
             let (first_not_available, first_error) = (&first_not_available, &first_error);
             scope.spawn(move || {
                 let mut i = thread;
-                while i < options.count {
+                while i < options.count && !progress.stop.load(Ordering::Relaxed) {
                     if let Some(rate) = options.rate_per_s {
                         // Connection i is due at start + i / rate.
                         let due = start + Duration::from_secs_f64(i as f64 / rate);
@@ -92,18 +124,15 @@ pub fn churn(targets: &[SocketAddr], options: &ChurnOptions) -> ChurnStats {
                         break;
                     }
                     let target = &targets[(i % targets.len() as u64) as usize];
-                    match one_connection(target, options.request) {
-                        Ok(()) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
+                    let source = (!options.sources.is_empty()).then(|| options.sources[(i % options.sources.len() as u64) as usize]);
+                    let result = one_connection(target, source, options);
+                    progress.record(&result);
+                    if let Err(e) = result {
+                        if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                            progress.addr_not_available.fetch_add(1, Ordering::Relaxed);
+                            first_not_available.lock().unwrap().get_or_insert(start.elapsed());
                         }
-                        Err(e) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
-                                not_available.fetch_add(1, Ordering::Relaxed);
-                                first_not_available.lock().unwrap().get_or_insert(start.elapsed());
-                            }
-                            first_error.lock().unwrap().get_or_insert_with(|| format!("{target}: {e}"));
-                        }
+                        first_error.lock().unwrap().get_or_insert_with(|| format!("{target}: {e}"));
                     }
                     i += threads;
                 }
@@ -111,24 +140,62 @@ pub fn churn(targets: &[SocketAddr], options: &ChurnOptions) -> ChurnStats {
         }
     });
     ChurnStats {
-        ok: ok.into_inner(),
-        failed: failed.into_inner(),
-        addr_not_available: not_available.into_inner(),
+        ok: progress.ok.load(Ordering::Relaxed),
+        failed: progress.failed.load(Ordering::Relaxed),
+        addr_not_available: progress.addr_not_available.load(Ordering::Relaxed),
         first_addr_not_available: first_not_available.into_inner().unwrap(),
         first_error: first_error.into_inner().unwrap(),
         elapsed: start.elapsed(),
     }
 }
 
-fn one_connection(target: &SocketAddr, request: bool) -> io::Result<()> {
-    let mut stream = TcpStream::connect_timeout(target, CONNECT_TIMEOUT)?;
-    if request {
-        stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-        stream.write_all(b"GET\n")?;
-        // Read the whole reply: closing with unread data would send a RST
-        // instead of a FIN, and no TIME_WAIT would follow.
-        let mut reply = [0u8; crate::server::REPLY.len()];
-        stream.read_exact(&mut reply)?;
+/// Opens a connection to `target`, from `source` when given, with the
+/// options' linger; the caller's drop closes it.
+pub fn connect(target: &SocketAddr, source: Option<IpAddr>, linger_zero: bool) -> io::Result<TcpStream> {
+    if source.is_none() && !linger_zero {
+        return TcpStream::connect_timeout(target, CONNECT_TIMEOUT);
+    }
+    let socket = Socket::new(Domain::for_address(*target), Type::STREAM, Some(Protocol::TCP))?;
+    if linger_zero {
+        socket.set_linger(Some(Duration::ZERO))?;
+    }
+    if let Some(source) = source {
+        // Without IP_BIND_ADDRESS_NO_PORT, bind() would pick the port now,
+        // exclusively for every destination, and the budget would be shared.
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a pointer to a live c_int of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    socket.connect_timeout(&(*target).into(), CONNECT_TIMEOUT)?;
+    Ok(socket.into())
+}
+
+/// One request on an open connection: send, and read the whole reply —
+/// closing with unread data would send a RST instead of a FIN, and no
+/// TIME_WAIT would follow.
+pub fn request(stream: &mut TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    stream.write_all(b"GET\n")?;
+    let mut reply = [0u8; crate::server::REPLY.len()];
+    stream.read_exact(&mut reply)
+}
+
+fn one_connection(target: &SocketAddr, source: Option<IpAddr>, options: &ChurnOptions) -> io::Result<()> {
+    let mut stream = connect(target, source, options.linger_zero)?;
+    if options.request {
+        request(&mut stream)?;
     }
     // Dropping closes: the client closes first and keeps the TIME_WAIT.
     Ok(())

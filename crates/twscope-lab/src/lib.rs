@@ -9,6 +9,8 @@
 //! - [`churn`] — a bounded client: open, (ask,) close, `count` times, at an
 //!   optional rate, never longer than a deadline; and [`hold`] for long-lived
 //!   connections.
+//! - [`lab`] — `twscope lab`: the outage reproduced in two namespaces, with
+//!   twscope's own census sampled every second and set against the model.
 //! - [`testing`] — skipping (or, in CI, failing) tests that need root.
 //!
 //! Everything stays on this machine: loopback or addresses inside namespaces
@@ -30,11 +32,12 @@
 //! ```
 
 pub mod churn;
+pub mod lab;
 pub mod netns;
 pub mod server;
 pub mod testing;
 
-pub use churn::{churn, hold, ChurnOptions, ChurnStats};
+pub use churn::{churn, churn_with, hold, ChurnOptions, ChurnStats, Progress};
 pub use netns::{enter_netns, Netns};
 pub use server::Server;
 pub use testing::require_root;

@@ -1,8 +1,10 @@
 //! Command-line definitions (clap derive). Every option is documented here;
 //! `twscope --help` and `twscope status --help` are generated from it.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use twscope_core::capacity::Thresholds;
+use twscope_core::kernel::PortRanges;
+use twscope_lab::lab::{Fix, Mode};
 use twscope_core::netns::NetnsSpec;
 use twscope_core::status::{DestFilter, StatusOptions};
 
@@ -32,6 +34,159 @@ pub enum Command {
     /// with port headroom, close rate and time to exhaustion, and a verdict.
     #[command(after_help = AFTER_HELP)]
     Status(StatusArgs),
+
+    /// What-if calculator: ports a workload needs, ports it has, the max
+    /// sustainable rate, time to exhaustion, and the smallest fix. Defaults to
+    /// this host's settings.
+    #[command(after_help = PLAN_AFTER_HELP)]
+    Plan(PlanArgs),
+
+    /// Reproduce the outage in throwaway network namespaces, watch twscope's
+    /// census of it second by second, then apply a fix. Needs root.
+    #[command(after_help = LAB_AFTER_HELP)]
+    Lab(LabArgs),
+}
+
+const PLAN_AFTER_HELP: &str = "\
+Examples (the seed post's numbers):
+  twscope plan --rate 500 --range 32768-60999        500/s to one database: runs out in 56 s
+  twscope plan --rps 1000 --calls-per-request 3      180,000 sockets needed
+  twscope plan --rate 3000 --destinations 10         spread over 10 destinations
+Exit codes: 0 sustainable, 1 sustainable but over half the budget, 2 not sustainable, 3 error.";
+
+const LAB_AFTER_HELP: &str = "\
+Examples:
+  sudo twscope lab                                   per-request connections at 50/s into 1,000 ports
+  sudo twscope lab --fix tw-reuse                    the same, fixed by tcp_tw_reuse=1
+  sudo twscope lab --mode pooled                     the real fix: a connection pool
+Namespaces are removed at the end, on Ctrl-C and on error. Traffic stays on a veth
+pair between them (198.18.0.0/15, the benchmarking range).
+Exit codes: 0 no request failed, 1 requests failed for another reason, 2 ports ran out,
+3 error.";
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// New connections per second to the destination(s), all together.
+    #[arg(long, value_name = "PER_S", required_unless_present = "rps", conflicts_with = "rps")]
+    pub rate: Option<f64>,
+
+    /// Requests per second; with --calls-per-request gives the rate.
+    #[arg(long, value_name = "PER_S")]
+    pub rps: Option<f64>,
+
+    /// Outbound connections each request opens.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "rps")]
+    pub calls_per_request: u32,
+
+    /// Destinations the connections spread over evenly (each has its own ports).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub destinations: u32,
+
+    /// Ephemeral port range, inclusive [default: this host's ip_local_port_range].
+    #[arg(long, value_name = "LOW-HIGH", value_parser = parse_range)]
+    pub range: Option<(u16, u16)>,
+
+    /// Reserved ports, kernel format such as 8080,9000-9100 [default: this
+    /// host's ip_local_reserved_ports]; "" for none.
+    #[arg(long, value_name = "LIST", value_parser = parse_reserved)]
+    pub reserved: Option<PortRanges>,
+
+    /// Source addresses the client rotates over.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub source_ips: u32,
+
+    /// Whether tcp_tw_reuse applies [default: this host's, for a non-loopback
+    /// destination: on only with tcp_tw_reuse=1 and timestamps on].
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub tw_reuse: Option<bool>,
+
+    /// TIME_WAIT reuse delay in ms [default: this host's tcp_tw_reuse_delay, or 1000].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub reuse_delay_ms: Option<u32>,
+
+    /// TIME_WAIT length in seconds. Fixed at 60 in Linux; for other stacks only.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub time_wait: f64,
+
+    /// How long one request holds a connection, for sizing a pool (Little's law).
+    #[arg(long, value_name = "MS", default_value_t = 50.0)]
+    pub latency_ms: f64,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabMode {
+    /// The bypassed pool: connect, request, close for every request.
+    PerRequest,
+    /// A fixed pool of persistent connections.
+    Pooled,
+}
+
+impl From<LabMode> for Mode {
+    fn from(mode: LabMode) -> Mode {
+        match mode {
+            LabMode::PerRequest => Mode::PerRequest,
+            LabMode::Pooled => Mode::Pooled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LabArgs {
+    /// How the client uses connections.
+    #[arg(long, value_enum, default_value_t = LabMode::PerRequest)]
+    pub mode: LabMode,
+
+    /// A fix to apply to the client: tw-reuse (tcp_tw_reuse=1), wide-range
+    /// (ip_local_port_range 1024-65535), source-ips=N (rotate N source addresses
+    /// with IP_BIND_ADDRESS_NO_PORT), linger0 (SO_LINGER 0: RST, no TIME_WAIT).
+    #[arg(long, value_name = "FIX")]
+    pub fix: Option<Fix>,
+
+    /// Requests per second (at most 5,000).
+    #[arg(long, value_name = "PER_S", default_value_t = 50.0)]
+    pub rate: f64,
+
+    /// How long to run, in seconds (at most 120).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub duration: u64,
+
+    /// Size of the client's narrowed port range (the default range has 28,232).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub ports: u16,
+
+    /// Connections in the pool (--mode pooled).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub pool_size: usize,
+
+    /// Print one JSON object for the whole run instead of the timeline.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?} is not a port range: give LOW-HIGH, e.g. 32768-60999");
+    let (low, high) = text.split_once(['-', ' ', '\t']).ok_or_else(bad)?;
+    let (low, high): (u16, u16) = (low.trim().parse().map_err(|_| bad())?, high.trim().parse().map_err(|_| bad())?);
+    if low > high || low == 0 {
+        return Err(bad());
+    }
+    Ok((low, high))
+}
+
+fn parse_reserved(text: &str) -> Result<PortRanges, String> {
+    PortRanges::parse(text)
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "1" | "yes" | "true" => Ok(true),
+        "off" | "0" | "no" | "false" => Ok(false),
+        _ => Err(format!("{text:?}: use on or off")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]

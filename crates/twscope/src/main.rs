@@ -4,15 +4,23 @@
 //! on stderr saying what failed, why, and what to do — never a panic.
 
 mod cli;
+mod lab_text;
+mod plan_text;
 mod status_text;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, StatusArgs};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cli::{Cli, Command, LabArgs, PlanArgs, StatusArgs};
+use twscope_core::kernel::Settings;
 use twscope_core::netns;
+use twscope_core::plan::Workload;
 use twscope_core::status::Status;
+use twscope_lab::lab::{self, LabOptions};
 
 /// Exit code for every error (bad option, namespace, privileges, kernel).
 const EXIT_ERROR: u8 = 3;
@@ -24,6 +32,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Status(args)) => status(&args),
+        Some(Command::Plan(args)) => plan(&args),
+        Some(Command::Lab(args)) => run_lab(&args),
         None => status(&cli.status),
     };
     match result {
@@ -44,8 +54,15 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let rendered = e.to_string();
-    let first = rendered.lines().next().unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut first = lines.next().unwrap_or("invalid arguments").to_string();
+    // "the following required arguments were not provided:" names them below.
+    if first.ends_with(':') {
+        if let Some(next) = lines.next() {
+            first = format!("{first} {next}");
+        }
+    }
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
     eprintln!("twscope: error: {first} (see 'twscope --help')");
     ExitCode::from(EXIT_ERROR)
 }
@@ -60,14 +77,100 @@ fn status(args: &StatusArgs) -> Result<u8, String> {
     };
     let status = Status::collect(&options, netns).map_err(|e| e.to_string())?;
     let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?;
-        json.push('\n');
-        json
+        json(&status)?
     } else {
         status_text::render(&status)
     };
     write_stdout(&text)?;
     Ok(status.verdict.severity.exit_code() as u8)
+}
+
+fn plan(args: &PlanArgs) -> Result<u8, String> {
+    let rate = match (args.rate, args.rps) {
+        (Some(rate), _) => rate,
+        (None, Some(rps)) => rps * f64::from(args.calls_per_request),
+        (None, None) => return Err("give --rate, or --rps with --calls-per-request".to_string()),
+    };
+    // This host's settings fill in whatever was not given.
+    let needs_host = args.range.is_none() || args.reserved.is_none() || args.tw_reuse.is_none() || args.reuse_delay_ms.is_none();
+    let host = if needs_host {
+        Some(Settings::read(Path::new("/proc")).map_err(|e| {
+            format!("{e} (give --range, --reserved, --tw-reuse and --reuse-delay-ms to plan without this host)")
+        })?)
+    } else {
+        None
+    };
+    let workload = Workload {
+        rate_per_s: rate,
+        destinations: args.destinations,
+        source_ips: args.source_ips,
+        range: args.range.or_else(|| host.as_ref().map(|s| (s.port_range_low, s.port_range_high))).expect("host read"),
+        reserved: args.reserved.clone().or_else(|| host.as_ref().map(|s| s.reserved_ports.clone())).expect("host read"),
+        // A planned destination is not loopback: tcp_tw_reuse=2 does not cover it.
+        tw_reuse: args.tw_reuse.or_else(|| host.as_ref().map(|s| s.tcp_tw_reuse == 1 && s.tcp_timestamps != 0)).expect("host read"),
+        reuse_delay_ms: args.reuse_delay_ms.or_else(|| host.as_ref().map(Settings::reuse_delay_ms)).expect("host read"),
+        time_wait_s: args.time_wait,
+        latency_ms: args.latency_ms,
+    };
+    workload.validate()?;
+    let plan = workload.plan();
+    let text = if args.json {
+        json(&serde_json::json!({ "workload": plan_text::workload_json(&workload), "plan": plan }))?
+    } else {
+        plan_text::render(&workload, &plan)
+    };
+    write_stdout(&text)?;
+    Ok(plan.severity.exit_code() as u8)
+}
+
+/// Set by SIGINT/SIGTERM: the lab stops its client and removes its namespaces.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn run_lab(args: &LabArgs) -> Result<u8, String> {
+    let options = LabOptions {
+        mode: args.mode.into(),
+        fix: args.fix,
+        rate: args.rate,
+        duration: std::time::Duration::from_secs(args.duration),
+        ports: args.ports,
+        pool_size: args.pool_size,
+    };
+    options.validate()?;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only stores to an atomic.
+        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
+    }
+    if !args.json {
+        write_stdout(&lab_text::header(&options))?;
+    }
+    let report = lab::run(&options, &STOP, |tick| {
+        if !args.json {
+            // The timeline is progress, written as it happens; a closed pipe
+            // must not stop the run (its namespaces still need removing).
+            let _ = write_stdout(&lab_text::tick_line(tick));
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let text = if args.json { json(&report)? } else { lab_text::summary(&report) };
+    write_stdout(&text)?;
+    Ok(if report.observed_onset_s.is_some() {
+        2
+    } else if report.requests_failed > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, String> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// Writes to stdout, stripping styles where colour is off. A closed pipe

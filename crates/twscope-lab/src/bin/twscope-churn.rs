@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             rate_per_s: args.rate,
             max_duration: Duration::from_secs(args.max_seconds),
             threads: args.threads,
-            request: false,
+            ..ChurnOptions::default()
         },
     );
     // Let the servers see the last FINs and close their ends.

@@ -1,0 +1,532 @@
+//! `twscope lab`: the seed post's outage, reproduced in a minute and fixed.
+//!
+//! Two throwaway namespaces joined by a veth pair, addresses from the
+//! benchmarking range 198.18.0.0/15 (not loopback, so `tcp_tw_reuse=2` does not
+//! hide the problem):
+//!
+//! ```text
+//!  client namespace                          server namespace
+//!  198.18.0.2 (+ .3, .4 … for source-ips) ── 198.18.0.1:5432  ("the database")
+//!  ports narrowed to --ports (default 1,000)
+//! ```
+//!
+//! The client makes requests at `--rate`; twscope's own census of the client
+//! namespace is sampled every second; the onset the [`twscope_core::plan`]
+//! model predicts is set against the first `EADDRNOTAVAIL` observed.
+//! Both namespaces are removed when the run ends, however it ends (drop).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use twscope_core::capacity::Severity;
+use twscope_core::kernel::PortRanges;
+use twscope_core::plan::Workload;
+use twscope_core::status::{DestFilter, Status, StatusOptions};
+use twscope_core::TcpState;
+
+use crate::churn::{churn_with, connect, request, ChurnOptions, Progress};
+use crate::netns::{enter_netns, link_veth, Netns};
+use crate::server::Server;
+
+/// Where "the database" listens.
+pub const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 5432);
+/// First port of the narrowed client range.
+const RANGE_LOW: u16 = 40_000;
+/// The widened range of `--fix wide-range` (what `twscope tune` proposes).
+const WIDE_RANGE: (u16, u16) = (1024, 65535);
+/// The kernel default range, for stating the scale.
+const DEFAULT_RANGE_PORTS: f64 = 28_232.0;
+pub const MAX_RATE: f64 = 5_000.0;
+pub const MAX_DURATION_S: u64 = 120;
+pub const MAX_SOURCE_IPS: u8 = 16;
+
+/// How the client uses connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The bypassed pool: connect, request, close — for every request.
+    PerRequest,
+    /// A fixed pool of persistent connections carries every request.
+    Pooled,
+}
+
+/// A fix applied to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fix {
+    /// `tcp_tw_reuse=1`: connect() takes over TIME_WAIT ports after 1 s.
+    TwReuse,
+    /// `ip_local_port_range = 1024 65535`.
+    WideRange,
+    /// Rotate over this many source addresses.
+    SourceIps(u8),
+    /// `SO_LINGER` 0: RST instead of FIN, no TIME_WAIT — and resets at the server.
+    Linger0,
+}
+
+impl std::fmt::Display for Fix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fix::TwReuse => f.write_str("tw-reuse"),
+            Fix::WideRange => f.write_str("wide-range"),
+            Fix::SourceIps(n) => write!(f, "source-ips={n}"),
+            Fix::Linger0 => f.write_str("linger0"),
+        }
+    }
+}
+
+impl std::str::FromStr for Fix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Fix, String> {
+        match text {
+            "tw-reuse" => Ok(Fix::TwReuse),
+            "wide-range" => Ok(Fix::WideRange),
+            "linger0" => Ok(Fix::Linger0),
+            _ => match text.strip_prefix("source-ips=").map(str::parse::<u8>) {
+                Some(Ok(n)) if (1..=MAX_SOURCE_IPS).contains(&n) => Ok(Fix::SourceIps(n)),
+                _ => Err(format!(
+                    "{text:?} is not a fix: use tw-reuse, wide-range, source-ips=N (N 1–{MAX_SOURCE_IPS}) or linger0"
+                )),
+            },
+        }
+    }
+}
+
+impl Serialize for Fix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabOptions {
+    pub mode: Mode,
+    pub fix: Option<Fix>,
+    /// Requests per second.
+    pub rate: f64,
+    pub duration: Duration,
+    /// Size of the client's narrowed port range.
+    pub ports: u16,
+    /// Connections of the pool in `pooled` mode.
+    pub pool_size: usize,
+}
+
+impl Default for LabOptions {
+    fn default() -> LabOptions {
+        LabOptions {
+            mode: Mode::PerRequest,
+            fix: None,
+            rate: 50.0,
+            duration: Duration::from_secs(30),
+            ports: 1000,
+            pool_size: 10,
+        }
+    }
+}
+
+impl LabOptions {
+    /// The hard caps: a lab is small and short by construction.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
+            return Err(format!("--rate must be between 0 and {MAX_RATE} requests/s"));
+        }
+        if self.duration.is_zero() || self.duration > Duration::from_secs(MAX_DURATION_S) {
+            return Err(format!("--duration must be 1–{MAX_DURATION_S} s"));
+        }
+        if !(10..=25_000).contains(&self.ports) {
+            return Err("--ports must be 10–25000".to_string());
+        }
+        if !(1..=1000).contains(&self.pool_size) {
+            return Err("--pool-size must be 1–1000".to_string());
+        }
+        Ok(())
+    }
+
+    /// The client's `ip_local_port_range`.
+    pub fn range(&self) -> (u16, u16) {
+        match self.fix {
+            Some(Fix::WideRange) => WIDE_RANGE,
+            _ => (RANGE_LOW, RANGE_LOW + self.ports - 1),
+        }
+    }
+
+    fn source_ips(&self) -> u8 {
+        match self.fix {
+            Some(Fix::SourceIps(n)) => n,
+            _ => 1,
+        }
+    }
+
+    /// The client's source addresses: 198.18.0.2, .3, …
+    fn sources(&self) -> Vec<IpAddr> {
+        (0..self.source_ips()).map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2 + i))).collect()
+    }
+
+    /// When the model says the first connect() fails, from the start; `None`
+    /// when it never should. Same model code as `twscope plan`.
+    pub fn predicted_onset_s(&self) -> Option<f64> {
+        let new_connections_per_s = match (self.mode, self.fix) {
+            // A pool opens its connections once, then none.
+            (Mode::Pooled, _) => 0.0,
+            // No TIME_WAIT at all: a closed port is free at once.
+            (_, Some(Fix::Linger0)) => return None,
+            _ => self.rate,
+        };
+        let workload = Workload {
+            source_ips: u32::from(self.source_ips()),
+            tw_reuse: self.fix == Some(Fix::TwReuse),
+            ..Workload::new(new_connections_per_s, self.range(), PortRanges::default())
+        };
+        workload.plan().exhaustion_s
+    }
+
+    /// One line on what the narrowed range stands for.
+    pub fn scale_note(&self) -> String {
+        let (low, high) = self.range();
+        let ports = f64::from(high - low) + 1.0;
+        format!(
+            "client port range {low}–{high} = {ports:.0} ports; the kernel default 32768–60999 has 28,232, \
+             so {:.0}/s here behaves like {:.0}/s to one destination on a default host",
+            self.rate,
+            self.rate * DEFAULT_RANGE_PORTS / ports
+        )
+    }
+}
+
+/// One second of the run, as twscope's census of the client namespace sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tick {
+    /// Seconds since the client started.
+    pub t_s: u64,
+    /// Requests so far.
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+    /// TIME_WAIT sockets in the client namespace.
+    pub time_wait: u64,
+    pub in_use: u64,
+    pub available: u32,
+    pub utilization: f64,
+    pub close_rate_per_s: f64,
+    pub exhaustion_eta_s: Option<f64>,
+    pub severity: Severity,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabReport {
+    pub mode: Mode,
+    pub fix: Option<Fix>,
+    pub rate: f64,
+    /// Ports of the client range.
+    pub ports: u32,
+    pub source_ips: u8,
+    pub duration_s: f64,
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+    /// Failures that were EADDRNOTAVAIL ("cannot assign requested address").
+    pub addr_not_available: u64,
+    pub predicted_onset_s: Option<f64>,
+    /// First EADDRNOTAVAIL, from the start; null when none happened.
+    pub observed_onset_s: Option<f64>,
+    /// Connections the server saw reset (RST) instead of closed.
+    pub server_resets: u64,
+    pub max_time_wait: u64,
+    /// Stopped early by a signal.
+    pub interrupted: bool,
+    pub timeline: Vec<Tick>,
+    pub verdict: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("twscope lab creates network namespaces: run it as root (it needs CAP_SYS_ADMIN and CAP_NET_ADMIN)")]
+    NotRoot,
+    #[error("setting up the lab failed: {0}")]
+    Setup(#[source] std::io::Error),
+    #[error("{0}")]
+    Options(String),
+}
+
+/// Runs the lab, calling `on_tick` once a second (on this thread), and stops
+/// early when `stop` is set. Namespaces are removed before it returns.
+pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tick)) -> Result<LabReport, LabError> {
+    options.validate().map_err(LabError::Options)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LabError::NotRoot);
+    }
+    let server_ns = Netns::new("lab-server").map_err(LabError::Setup)?;
+    let client_ns = Netns::new("lab-client").map_err(LabError::Setup)?;
+    let sources = options.sources();
+    setup(options, &server_ns, &client_ns, &sources).map_err(LabError::Setup)?;
+    let server = server_ns.run(|| Server::start(SERVER, 1)).map_err(LabError::Setup)?.map_err(LabError::Setup)?;
+
+    let progress = Progress::default();
+    let client_path = client_ns.path();
+    let (tx, rx) = mpsc::channel::<Tick>();
+    let start = Instant::now();
+    let client_done = AtomicBool::new(false);
+    let mut timeline = Vec::new();
+    let outcome = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let result = enter_netns(&client_path).map(|()| run_client(options, &sources, &progress));
+            client_done.store(true, Ordering::Relaxed);
+            result
+        });
+        let (progress, client_done, client_path) = (&progress, &client_done, &client_path);
+        // `move`: the sampler owns the sender, so the relay loop below ends
+        // (Disconnected) when the sampler does.
+        let sampler = scope.spawn(move || -> std::io::Result<()> {
+            enter_netns(client_path)?;
+            let mut second = 1;
+            loop {
+                let due = start + Duration::from_secs(second);
+                while Instant::now() < due && !client_done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let finished = client_done.load(Ordering::Relaxed);
+                let t_s = second.min(start.elapsed().as_secs_f64().round() as u64).max(1);
+                if let Ok(tick) = sample(t_s, progress) {
+                    if tx.send(tick).is_err() {
+                        return Ok(());
+                    }
+                }
+                if finished {
+                    return Ok(());
+                }
+                second += 1;
+            }
+        });
+        // This thread relays ticks and watches for a stop request.
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(tick) => {
+                    on_tick(&tick);
+                    timeline.push(tick);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if stop.load(Ordering::Relaxed) {
+                progress.stop.store(true, Ordering::Relaxed);
+            }
+        }
+        let first = client.join().expect("lab client panicked").map_err(LabError::Setup)?;
+        sampler.join().expect("lab sampler panicked").map_err(LabError::Setup)?;
+        Ok::<_, LabError>(first)
+    });
+    let first_addr_not_available = outcome?;
+    let duration_s = start.elapsed().as_secs_f64();
+    let server_resets = server.stats().resets.load(Ordering::Relaxed);
+    drop(server);
+    drop(client_ns);
+    drop(server_ns);
+
+    let (low, high) = options.range();
+    let mut report = LabReport {
+        mode: options.mode,
+        fix: options.fix,
+        rate: options.rate,
+        ports: u32::from(high - low) + 1,
+        source_ips: options.source_ips(),
+        duration_s: (duration_s * 10.0).round() / 10.0,
+        requests_ok: progress.ok.load(Ordering::Relaxed),
+        requests_failed: progress.failed.load(Ordering::Relaxed),
+        addr_not_available: progress.addr_not_available.load(Ordering::Relaxed),
+        predicted_onset_s: options.predicted_onset_s(),
+        observed_onset_s: first_addr_not_available.map(|d| (d.as_secs_f64() * 100.0).round() / 100.0),
+        server_resets,
+        max_time_wait: timeline.iter().map(|t| t.time_wait).max().unwrap_or(0),
+        interrupted: stop.load(Ordering::Relaxed),
+        timeline,
+        verdict: String::new(),
+    };
+    report.verdict = verdict(&report);
+    Ok(report)
+}
+
+fn setup(options: &LabOptions, server_ns: &Netns, client_ns: &Netns, sources: &[IpAddr]) -> std::io::Result<()> {
+    link_veth(server_ns, &format!("{}/24", SERVER.ip()), client_ns, &format!("{}/24", sources[0]))?;
+    for extra in &sources[1..] {
+        client_ns.add_address_to(&format!("{extra}/24"), "veth-b")?;
+    }
+    let (low, high) = options.range();
+    client_ns.set_sysctl("net.ipv4.ip_local_port_range", &format!("{low} {high}"))?;
+    if options.fix == Some(Fix::TwReuse) {
+        client_ns.set_sysctl("net.ipv4.tcp_timestamps", "1")?;
+        client_ns.set_sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+    }
+    Ok(())
+}
+
+/// The client's whole run; returns when the first EADDRNOTAVAIL happened.
+fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) -> Option<Duration> {
+    let count = (options.rate * options.duration.as_secs_f64()).round() as u64;
+    match options.mode {
+        Mode::PerRequest => {
+            let churn = ChurnOptions {
+                count,
+                rate_per_s: Some(options.rate),
+                max_duration: options.duration,
+                // One thread serves about 5,000 requests/s over veth.
+                threads: 1 + (options.rate / 2000.0) as usize,
+                request: true,
+                sources: if options.source_ips() > 1 { sources.to_vec() } else { Vec::new() },
+                linger_zero: options.fix == Some(Fix::Linger0),
+            };
+            churn_with(&[SERVER], &churn, progress).first_addr_not_available
+        }
+        Mode::Pooled => run_pool(options, count, progress),
+    }
+}
+
+/// A pool of persistent connections carrying requests at the rate, round
+/// robin; a broken connection is replaced (and the request counted failed).
+fn run_pool(options: &LabOptions, count: u64, progress: &Progress) -> Option<Duration> {
+    let start = Instant::now();
+    let deadline = start + options.duration;
+    let mut pool: Vec<Option<std::net::TcpStream>> = (0..options.pool_size).map(|_| None).collect();
+    let mut first_not_available = None;
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / options.rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if Instant::now() >= deadline || progress.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let slot = &mut pool[(i % options.pool_size as u64) as usize];
+        if slot.is_none() {
+            match connect(&SERVER, None, false) {
+                Ok(stream) => *slot = Some(stream),
+                Err(e) => {
+                    if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                        progress.addr_not_available.fetch_add(1, Ordering::Relaxed);
+                        first_not_available.get_or_insert(start.elapsed());
+                    }
+                    progress.failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+        }
+        let stream = slot.as_mut().expect("connected above");
+        if request(stream).is_ok() {
+            progress.ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            progress.failed.fetch_add(1, Ordering::Relaxed);
+            *slot = None;
+        }
+    }
+    first_not_available
+}
+
+/// twscope's census of the client namespace (the calling thread's), reduced
+/// to the lab's one destination.
+fn sample(t_s: u64, progress: &Progress) -> Result<Tick, twscope_core::status::StatusError> {
+    let options = StatusOptions {
+        dest: Some(DestFilter { addr: SERVER.ip(), port: Some(SERVER.port()) }),
+        top: 1,
+        ..StatusOptions::default()
+    };
+    let netns = twscope_core::netns::current("lab-client").unwrap_or(twscope_core::netns::NetnsInfo {
+        name: "lab-client".to_string(),
+        inode: 0,
+    });
+    let status = Status::collect(&options, netns)?;
+    let row = status.destinations.first();
+    Ok(Tick {
+        t_s,
+        requests_ok: progress.ok.load(Ordering::Relaxed),
+        requests_failed: progress.failed.load(Ordering::Relaxed),
+        time_wait: status.states.get(TcpState::TimeWait),
+        in_use: row.map_or(0, |d| d.in_use),
+        available: row.map_or(status.ephemeral.available, |d| d.available),
+        utilization: row.map_or(0.0, |d| d.utilization),
+        close_rate_per_s: row.map_or(0.0, |d| d.close_rate_per_s),
+        exhaustion_eta_s: row.and_then(|d| d.exhaustion_eta_s),
+        severity: row.map_or(Severity::Ok, |d| d.severity),
+    })
+}
+
+fn verdict(r: &LabReport) -> String {
+    let what = match (r.mode, r.fix) {
+        (Mode::Pooled, _) => format!("a pool of persistent connections at {:.0} requests/s", r.rate),
+        (_, Some(fix)) => format!("per-request connections at {:.0}/s with the fix {fix}", r.rate),
+        (_, None) => format!("per-request connections at {:.0}/s", r.rate),
+    };
+    let predicted = match r.predicted_onset_s {
+        Some(p) => format!("predicted at {p:.1} s"),
+        None => "none predicted".to_string(),
+    };
+    match r.observed_onset_s {
+        Some(seen) => format!(
+            "OUTAGE REPRODUCED: {what} ran out of source ports — first 'cannot assign requested address' at \
+             {seen:.1} s ({predicted}); {} of {} requests failed",
+            r.requests_failed,
+            r.requests_ok + r.requests_failed
+        ),
+        None if r.requests_failed > 0 => format!(
+            "{} of {} requests failed, none for lack of ports ({predicted})",
+            r.requests_failed,
+            r.requests_ok + r.requests_failed
+        ),
+        None => match r.predicted_onset_s {
+            Some(p) if p > r.duration_s => format!(
+                "No failures within {:.0} s: {what} runs out at {p:.0} s by the model — run longer (--duration) to see it",
+                r.duration_s
+            ),
+            _ => {
+                let resets = if r.server_resets > 0 {
+                    format!(", but the server saw {} connection resets instead of clean closes", r.server_resets)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "FIXED: {what} never ran out of ports (TIME_WAIT peaked at {}){resets}",
+                    r.max_time_wait
+                )
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixes_parse_and_print() {
+        for text in ["tw-reuse", "wide-range", "source-ips=2", "linger0"] {
+            assert_eq!(text.parse::<Fix>().unwrap().to_string(), text);
+        }
+        assert!("source-ips=0".parse::<Fix>().is_err());
+        assert!("source-ips=99".parse::<Fix>().unwrap_err().contains("source-ips=N"));
+        assert!("more-ports".parse::<Fix>().is_err());
+    }
+
+    #[test]
+    fn predictions_come_from_the_plan_model() {
+        let base = LabOptions::default();
+        assert_eq!(base.predicted_onset_s(), Some(20.0));
+        let two = LabOptions { fix: Some(Fix::SourceIps(2)), ..base.clone() };
+        assert_eq!(two.predicted_onset_s(), Some(40.0));
+        for fix in [Fix::TwReuse, Fix::WideRange, Fix::Linger0] {
+            assert_eq!(LabOptions { fix: Some(fix), ..base.clone() }.predicted_onset_s(), None, "{fix}");
+        }
+        assert_eq!(LabOptions { mode: Mode::Pooled, ..base.clone() }.predicted_onset_s(), None);
+        assert!(base.scale_note().contains("like 1412/s"), "{}", base.scale_note());
+    }
+
+    #[test]
+    fn caps_are_enforced() {
+        assert!(LabOptions { rate: 1e6, ..LabOptions::default() }.validate().is_err());
+        assert!(LabOptions { duration: Duration::from_secs(3600), ..LabOptions::default() }.validate().is_err());
+        assert!(LabOptions { ports: 5, ..LabOptions::default() }.validate().is_err());
+        assert!(LabOptions::default().validate().is_ok());
+    }
+}

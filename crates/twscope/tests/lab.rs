@@ -1,0 +1,164 @@
+//! `twscope lab` end to end: the real binary builds its namespaces, churns
+//! over veth and samples its own census; the model's predicted onset must meet
+//! the first EADDRNOTAVAIL the kernel really returns, and every fix must hold.
+//!
+//! Needs root and iproute2; skips with a reason otherwise, unless
+//! `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure.
+
+use std::process::Command;
+
+use serde_json::Value;
+use twscope_lab::require_root;
+
+/// Runs `twscope lab --json ARGS…` and returns its report and exit code.
+fn lab(args: &[&str]) -> (Value, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope")).arg("lab").arg("--json").args(args).output().unwrap();
+    let code = out.status.code().unwrap();
+    assert!(code <= 2, "twscope lab {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("twscope lab printed JSON");
+    for key in ["mode", "rate", "ports", "requests_ok", "requests_failed", "predicted_onset_s", "observed_onset_s"] {
+        assert!(report.get(key).is_some(), "report lacks {key}: {report}");
+    }
+    (report, code)
+}
+
+fn f64_of(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is not a count"))
+}
+
+/// No namespace of ours is left behind.
+fn assert_cleaned_up() {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let pid_free = String::from_utf8_lossy(&out.stdout);
+    // Other tests run concurrently: only a lab namespace of a finished run counts.
+    assert!(!pid_free.lines().any(|l| l.starts_with("twscope-lab-") && !is_running(l)), "left behind:\n{pid_free}");
+}
+
+/// Whether the process that named namespace `line` (twscope-lab-ROLE-PID-N) runs.
+fn is_running(line: &str) -> bool {
+    let name = line.split_whitespace().next().unwrap_or("");
+    let pid = name.rsplit('-').nth(1).unwrap_or("");
+    std::path::Path::new("/proc").join(pid).exists()
+}
+
+#[test]
+fn per_request_runs_out_when_the_model_says() {
+    if !require_root("per_request_runs_out_when_the_model_says") {
+        return;
+    }
+    // 50/s into 1,000 ports: the model says 20 s.
+    let (r, code) = lab(&["--mode", "per-request", "--rate", "50", "--ports", "1000", "--duration", "25"]);
+    assert_eq!(r["mode"], "per-request");
+    assert_eq!(r["ports"], 1000);
+    assert_eq!(f64_of(&r["predicted_onset_s"]), 20.0);
+    let observed = f64_of(&r["observed_onset_s"]);
+    assert!((observed - 20.0).abs() <= 2.0, "first EADDRNOTAVAIL at {observed} s, predicted 20 s");
+    assert_eq!(code, 2);
+    // Every port was used exactly once before the first failure.
+    let ok = u64_of(&r["requests_ok"]);
+    assert!((995..=1000).contains(&ok), "{ok} requests succeeded");
+    assert!(u64_of(&r["addr_not_available"]) > 100);
+    // The census's close rate, mid-churn with a full 10 s window, is the churn's.
+    let tick = r["timeline"].as_array().unwrap().iter().find(|t| t["t_s"] == 15).expect("a tick at 15 s");
+    let rate = f64_of(&tick["close_rate_per_s"]);
+    assert!((rate - 50.0).abs() <= 5.0, "census close rate {rate}/s during a 50/s churn");
+    let tw = u64_of(&tick["time_wait"]);
+    assert!((740..=760).contains(&tw), "{tw} TIME_WAIT at 15 s");
+    // … and it forecast the exhaustion: ~5 s left at 15 s.
+    let eta = f64_of(&tick["exhaustion_eta_s"]);
+    assert!((eta - 5.0).abs() <= 1.0, "eta {eta} s at 15 s");
+    assert!(r["verdict"].as_str().unwrap().starts_with("OUTAGE REPRODUCED"));
+    assert_cleaned_up();
+}
+
+#[test]
+fn a_pool_never_runs_out() {
+    if !require_root("a_pool_never_runs_out") {
+        return;
+    }
+    let (r, code) = lab(&["--mode", "pooled", "--rate", "50", "--duration", "12", "--pool-size", "10"]);
+    assert_eq!(r["mode"], "pooled");
+    assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
+    assert!(u64_of(&r["requests_ok"]) >= 590, "{r}");
+    assert!(r["predicted_onset_s"].is_null() && r["observed_onset_s"].is_null());
+    // TIME_WAIT stays near zero: only the pool's own ten, closed at the end.
+    assert!(u64_of(&r["max_time_wait"]) <= 10, "{}", r["max_time_wait"]);
+    assert_cleaned_up();
+}
+
+#[test]
+fn tw_reuse_fixes_the_outage() {
+    if !require_root("tw_reuse_fixes_the_outage") {
+        return;
+    }
+    // Past the 20 s mark, where per-request fails without the fix.
+    let (r, code) = lab(&["--fix", "tw-reuse", "--rate", "50", "--duration", "25"]);
+    assert_eq!(r["fix"], "tw-reuse");
+    assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0), "{}", r["verdict"]);
+    assert!(u64_of(&r["requests_ok"]) >= 1240);
+    assert!(r["predicted_onset_s"].is_null());
+    assert_cleaned_up();
+}
+
+#[test]
+fn a_wide_range_fixes_the_outage() {
+    if !require_root("a_wide_range_fixes_the_outage") {
+        return;
+    }
+    let (r, code) = lab(&["--fix", "wide-range", "--rate", "50", "--duration", "8"]);
+    assert_eq!(r["ports"], 64_512);
+    assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
+    assert_cleaned_up();
+}
+
+#[test]
+fn two_source_addresses_run_out_twice_as_late() {
+    if !require_root("two_source_addresses_run_out_twice_as_late") {
+        return;
+    }
+    let (r, code) = lab(&["--fix", "source-ips=2", "--rate", "50", "--duration", "45"]);
+    assert_eq!(r["source_ips"], 2);
+    assert_eq!(f64_of(&r["predicted_onset_s"]), 40.0);
+    let observed = f64_of(&r["observed_onset_s"]);
+    assert!((observed - 40.0).abs() <= 4.0, "first EADDRNOTAVAIL at {observed} s, predicted 40 s");
+    assert_eq!(code, 2);
+    // Both addresses' budgets were used in full.
+    let ok = u64_of(&r["requests_ok"]);
+    assert!((1990..=2000).contains(&ok), "{ok} requests succeeded");
+    assert_cleaned_up();
+}
+
+#[test]
+fn linger0_leaves_no_time_wait_but_resets_the_server() {
+    if !require_root("linger0_leaves_no_time_wait_but_resets_the_server") {
+        return;
+    }
+    let (r, code) = lab(&["--fix", "linger0", "--rate", "50", "--duration", "8"]);
+    assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
+    assert_eq!(u64_of(&r["max_time_wait"]), 0);
+    let ok = u64_of(&r["requests_ok"]);
+    let resets = u64_of(&r["server_resets"]);
+    assert!(resets * 10 >= ok * 9, "server saw {resets} resets for {ok} requests");
+    assert!(r["verdict"].as_str().unwrap().contains("resets"), "{}", r["verdict"]);
+    assert_cleaned_up();
+}
+
+#[test]
+fn lab_options_are_checked_before_anything_is_created() {
+    for (args, mentions) in [
+        (&["--rate", "100000"][..], "--rate"),
+        (&["--fix", "magic"][..], "not a fix"),
+        (&["--duration", "3600"][..], "--duration"),
+        (&["--ports", "3"][..], "--ports"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_twscope")).arg("lab").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(mentions), "{err:?} should mention {mentions}");
+    }
+}
