@@ -25,6 +25,7 @@ use twscope_core::capacity::Severity;
 use twscope_core::kernel::PortRanges;
 use twscope_core::plan::Workload;
 use twscope_core::status::{DestFilter, Status, StatusOptions};
+use twscope_core::text::{rate, thousands};
 use twscope_core::TcpState;
 
 use crate::churn::{churn_with, connect, request, ChurnOptions, Progress};
@@ -189,10 +190,11 @@ impl LabOptions {
         let (low, high) = self.range();
         let ports = f64::from(high - low) + 1.0;
         format!(
-            "client port range {low}–{high} = {ports:.0} ports; the kernel default 32768–60999 has 28,232, \
-             so {:.0}/s here behaves like {:.0}/s to one destination on a default host",
-            self.rate,
-            self.rate * DEFAULT_RANGE_PORTS / ports
+            "client port range {low}–{high} = {} ports; the kernel default 32768–60999 has 28,232, \
+             so {}/s here behaves like {}/s to one destination on a default host",
+            thousands(ports as u64),
+            rate(self.rate),
+            rate(self.rate * DEFAULT_RANGE_PORTS / ports)
         )
     }
 }
@@ -455,9 +457,9 @@ fn sample(t_s: u64, progress: &Progress) -> Result<Tick, twscope_core::status::S
 
 fn verdict(r: &LabReport) -> String {
     let what = match (r.mode, r.fix) {
-        (Mode::Pooled, _) => format!("a pool of persistent connections at {:.0} requests/s", r.rate),
-        (_, Some(fix)) => format!("per-request connections at {:.0}/s with the fix {fix}", r.rate),
-        (_, None) => format!("per-request connections at {:.0}/s", r.rate),
+        (Mode::Pooled, _) => format!("a pool of persistent connections at {} requests/s", rate(r.rate)),
+        (_, Some(fix)) => format!("per-request connections at {}/s with the fix {fix}", rate(r.rate)),
+        (_, None) => format!("per-request connections at {}/s", rate(r.rate)),
     };
     let predicted = match r.predicted_onset_s {
         Some(p) => format!("predicted at {p:.1} s"),
@@ -467,13 +469,13 @@ fn verdict(r: &LabReport) -> String {
         Some(seen) => format!(
             "OUTAGE REPRODUCED: {what} ran out of source ports — first 'cannot assign requested address' at \
              {seen:.1} s ({predicted}); {} of {} requests failed",
-            r.requests_failed,
-            r.requests_ok + r.requests_failed
+            thousands(r.requests_failed),
+            thousands(r.requests_ok + r.requests_failed)
         ),
         None if r.requests_failed > 0 => format!(
             "{} of {} requests failed, none for lack of ports ({predicted})",
-            r.requests_failed,
-            r.requests_ok + r.requests_failed
+            thousands(r.requests_failed),
+            thousands(r.requests_ok + r.requests_failed)
         ),
         None => match r.predicted_onset_s {
             Some(p) if p > r.duration_s => format!(
@@ -482,13 +484,13 @@ fn verdict(r: &LabReport) -> String {
             ),
             _ => {
                 let resets = if r.server_resets > 0 {
-                    format!(", but the server saw {} connection resets instead of clean closes", r.server_resets)
+                    format!(", but the server saw {} connection resets instead of clean closes", thousands(r.server_resets))
                 } else {
                     String::new()
                 };
                 format!(
                     "FIXED: {what} never ran out of ports (TIME_WAIT peaked at {}){resets}",
-                    r.max_time_wait
+                    thousands(r.max_time_wait)
                 )
             }
         },
@@ -519,7 +521,7 @@ mod tests {
             assert_eq!(LabOptions { fix: Some(fix), ..base.clone() }.predicted_onset_s(), None, "{fix}");
         }
         assert_eq!(LabOptions { mode: Mode::Pooled, ..base.clone() }.predicted_onset_s(), None);
-        assert!(base.scale_note().contains("like 1412/s"), "{}", base.scale_note());
+        assert!(base.scale_note().contains("1,000 ports") && base.scale_note().contains("like 1,412/s"), "{}", base.scale_note());
     }
 
     #[test]

@@ -67,7 +67,7 @@ Exit codes: 0 no request failed, 1 requests failed for another reason, 2 ports r
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// New connections per second to the destination(s), all together.
-    #[arg(long, value_name = "PER_S", required_unless_present = "rps", conflicts_with = "rps")]
+    #[arg(long, value_name = "PER_S", required_unless_present = "rps", conflicts_with = "rps", allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
     /// Requests per second; with --calls-per-request gives the rate.

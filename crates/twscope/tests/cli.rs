@@ -87,3 +87,58 @@ fn a_closed_pipe_is_not_an_error() {
     assert!(out.status.code().unwrap() <= 2, "{:?}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"));
 }
+
+/// `twscope plan` with every host setting given, so the answer depends on
+/// nothing but the arguments.
+fn plan(args: &[&str]) -> (serde_json::Value, i32) {
+    let out = twscope(
+        &[&["plan", "--json", "--reserved", "", "--tw-reuse", "off", "--reuse-delay-ms", "1000"][..], args].concat(),
+    );
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    (json, out.status.code().unwrap())
+}
+
+#[test]
+fn plan_gives_the_seed_posts_numbers() {
+    // "500 connections per second … 30,000 sockets needed > 28,231 → EXHAUSTION"
+    let (json, code) = plan(&["--rate", "500", "--range", "32768-60999"]);
+    let p = &json["plan"];
+    assert_eq!((p["ports_needed"].as_u64(), p["ports_available"].as_u64()), (Some(30_000), Some(28_232)));
+    assert!((p["max_rate_per_s"].as_f64().unwrap() - 470.53).abs() < 0.01);
+    assert!((p["exhaustion_s"].as_f64().unwrap() - 56.464).abs() < 0.001);
+    assert_eq!(code, 2);
+    // "1000 req/sec × 3 outbound calls = 3000 connections/sec … 180,000 sockets needed"
+    let (json, _) = plan(&["--rps", "1000", "--calls-per-request", "3", "--range", "32768-60999"]);
+    assert_eq!(json["plan"]["ports_needed"], 180_000);
+    assert_eq!(json["workload"]["rate_per_s"], 3000.0);
+    // Sustainable: exit 0, no remedies, no exhaustion.
+    let (json, code) = plan(&["--rate", "100", "--range", "32768-60999"]);
+    assert_eq!(code, 0);
+    assert!(json["plan"]["exhaustion_s"].is_null());
+    assert_eq!(json["plan"]["remedies"].as_array().unwrap().len(), 0);
+    // Two source addresses double the budget and the time to exhaustion.
+    let (json, _) = plan(&["--rate", "50", "--range", "40000-40999", "--source-ips", "2"]);
+    assert_eq!(json["plan"]["exhaustion_s"], 40.0);
+}
+
+#[test]
+fn plan_text_and_errors() {
+    let out = twscope(&["plan", "--rate", "500", "--range", "32768-60999", "--reserved", "", "--tw-reuse", "off"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("30,000") && text.contains("28,232") && text.contains("56 s"), "{text}");
+    assert!(text.contains("CRITICAL: not sustainable"), "{text}");
+    assert!(text.contains("net.ipv4.tcp_tw_reuse = 1"), "{text}");
+    assert_clean_error(&twscope(&["plan"]), "--rate");
+    assert_clean_error(&twscope(&["plan", "--rate", "5", "--range", "9000-8000"]), "LOW-HIGH");
+    assert_clean_error(&twscope(&["plan", "--rate", "-5"]), "rate");
+    assert_clean_error(&twscope(&["plan", "--rate", "5", "--reserved", "80-x"]), "not a port");
+    let help = String::from_utf8(twscope(&["plan", "--help"]).stdout).unwrap();
+    for option in ["--rate", "--rps", "--calls-per-request", "--destinations", "--range", "--reserved", "--source-ips",
+        "--tw-reuse", "--reuse-delay-ms", "--time-wait", "--latency-ms", "--json"] {
+        assert!(help.contains(option), "plan help lacks {option}");
+    }
+    let help = String::from_utf8(twscope(&["lab", "--help"]).stdout).unwrap();
+    for option in ["--mode", "--fix", "--rate", "--duration", "--ports", "--pool-size", "--json", "per-request", "pooled"] {
+        assert!(help.contains(option), "lab help lacks {option}");
+    }
+}
