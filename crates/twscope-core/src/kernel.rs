@@ -78,6 +78,11 @@ impl PortRanges {
             }
             ranges.push((low, high));
         }
+        Ok(PortRanges::merged(ranges))
+    }
+
+    /// Sorts and merges overlapping or adjacent ranges.
+    fn merged(mut ranges: Vec<(u16, u16)>) -> PortRanges {
         ranges.sort_unstable();
         let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
         for (low, high) in ranges {
@@ -86,7 +91,14 @@ impl PortRanges {
                 _ => merged.push((low, high)),
             }
         }
-        Ok(PortRanges { ranges: merged })
+        PortRanges { ranges: merged }
+    }
+
+    /// Adds one port.
+    pub fn insert(&mut self, port: u16) {
+        let mut ranges = std::mem::take(&mut self.ranges);
+        ranges.push((port, port));
+        *self = PortRanges::merged(ranges);
     }
 
     /// The merged ranges, sorted.
@@ -380,6 +392,10 @@ mod tests {
         assert!(PortRanges::parse("").unwrap().is_empty());
         assert!(PortRanges::parse("\n").unwrap().is_empty());
         assert_eq!(PortRanges::parse("0-65535").unwrap().count_within(32768, 60999), 28_232);
+        let mut r = PortRanges::parse("40000,40002").unwrap();
+        r.insert(40001);
+        r.insert(7000);
+        assert_eq!(r.to_string(), "7000,40000-40002");
     }
 
     #[test]

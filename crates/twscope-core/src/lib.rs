@@ -19,6 +19,7 @@
 //! - [`census`] aggregates a dump per destination tuple and listening port.
 //! - [`capacity`] is the port-budget model: availability, rates, forecast.
 //! - [`plan`] runs the same model on a what-if workload (`twscope plan`).
+//! - [`doctor`] evaluates the seed post's checklist into findings with remedies.
 //! - [`status`] assembles the `twscope status` report (its JSON is the schema).
 //!
 //! The crate does no terminal I/O; renderers live in the `twscope` binary.
@@ -34,6 +35,7 @@
 
 pub mod capacity;
 pub mod census;
+pub mod doctor;
 pub mod kernel;
 pub mod netns;
 pub mod plan;

@@ -132,6 +132,14 @@ pub struct Destination {
     pub sources: Vec<SourceUse>,
 }
 
+/// A listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    /// Bound address without brackets (`0.0.0.0`, `::` for any).
+    pub addr: String,
+    pub port: u16,
+}
+
 /// Server-side sockets on one listening port.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inbound {
@@ -172,6 +180,8 @@ pub struct Status {
     /// Sorted by in-use, descending; the first `--top` (all with 0).
     pub destinations: Vec<Destination>,
     pub inbound: Vec<Inbound>,
+    /// Every listening socket, by port.
+    pub listeners: Vec<Listener>,
     pub verdict: Verdict,
     pub dump: DumpInfo,
 }
@@ -287,6 +297,12 @@ impl Status {
             destinations_total,
             destinations,
             inbound,
+            listeners: census
+                .listeners
+                .sockets
+                .iter()
+                .map(|(addr, port)| Listener { addr: addr.to_string(), port: *port })
+                .collect(),
             verdict,
             dump,
         }
