@@ -20,6 +20,7 @@
 //! - [`capacity`] is the port-budget model: availability, rates, forecast.
 //! - [`plan`] runs the same model on a what-if workload (`twscope plan`).
 //! - [`doctor`] evaluates the seed post's checklist into findings with remedies.
+//! - [`tune`] turns the system findings into sysctl changes and applies them.
 //! - [`status`] assembles the `twscope status` report (its JSON is the schema).
 //!
 //! The crate does no terminal I/O; renderers live in the `twscope` binary.
@@ -42,6 +43,7 @@ pub mod plan;
 pub mod sockdiag;
 pub mod status;
 pub mod text;
+pub mod tune;
 
 pub use capacity::Severity;
 pub use sockdiag::TcpState;

@@ -35,6 +35,16 @@ pub enum Command {
     #[command(after_help = AFTER_HELP)]
     Status(StatusArgs),
 
+    /// The seed post's checklist evaluated on this namespace: each finding with
+    /// its evidence, why it matters and the exact fix.
+    #[command(after_help = DOCTOR_AFTER_HELP)]
+    Doctor(DoctorArgs),
+
+    /// Compute the sysctls this namespace's findings call for; show current →
+    /// proposed, and with --apply / --persist write them.
+    #[command(after_help = TUNE_AFTER_HELP)]
+    Tune(TuneArgs),
+
     /// What-if calculator: ports a workload needs, ports it has, the max
     /// sustainable rate, time to exhaustion, and the smallest fix. Defaults to
     /// this host's settings.
@@ -45,6 +55,55 @@ pub enum Command {
     /// census of it second by second, then apply a fix. Needs root.
     #[command(after_help = LAB_AFTER_HELP)]
     Lab(LabArgs),
+}
+
+const DOCTOR_AFTER_HELP: &str = "\
+Exit codes: 0 nothing at warning or above, 1 warning, 2 critical, 3 error.
+Colour is used only on a terminal, never when NO_COLOR is set.";
+
+const TUNE_AFTER_HELP: &str = "\
+By default nothing is changed. A second run after --apply proposes nothing.
+Examples:
+  twscope tune                                       what would change, and why
+  sudo twscope tune --apply --netns NAME             write /proc/sys of that namespace
+  sudo twscope tune --persist /etc/sysctl.d/90-twscope.conf
+  twscope tune --k8s                                 the pod securityContext snippet
+Exit codes: 0 done, 3 error (e.g. --apply without root).";
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Print JSON: {\"findings\":[{id, severity, group, title, evidence, explanation, remedies}], \"worst\": …}.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Examine this network namespace: a name from `ip netns list`, a path such as
+    /// /proc/PID/ns/net, or a PID. Needs CAP_SYS_ADMIN.
+    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
+    pub netns: Option<NetnsSpec>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// Write the proposed values to /proc/sys of the namespace (needs root).
+    #[arg(long)]
+    pub apply: bool,
+
+    /// Also write them to this sysctl.d file, atomically (temporary file + rename).
+    #[arg(long, value_name = "FILE")]
+    pub persist: Option<std::path::PathBuf>,
+
+    /// Print the Kubernetes pod securityContext snippet for the changes instead.
+    #[arg(long, conflicts_with = "json")]
+    pub k8s: bool,
+
+    /// Print JSON: {\"changes\":[{key, current, proposed, why}], …}.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Tune this network namespace: a name from `ip netns list`, a path such as
+    /// /proc/PID/ns/net, or a PID. Needs CAP_SYS_ADMIN.
+    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
+    pub netns: Option<NetnsSpec>,
 }
 
 const PLAN_AFTER_HELP: &str = "\

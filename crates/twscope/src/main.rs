@@ -4,6 +4,7 @@
 //! on stderr saying what failed, why, and what to do — never a panic.
 
 mod cli;
+mod doctor_text;
 mod lab_text;
 mod plan_text;
 mod status_text;
@@ -15,11 +16,13 @@ use clap::Parser;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cli::{Cli, Command, LabArgs, PlanArgs, StatusArgs};
+use cli::{Cli, Command, DoctorArgs, LabArgs, PlanArgs, StatusArgs, TuneArgs};
+use twscope_core::doctor;
 use twscope_core::kernel::Settings;
-use twscope_core::netns;
+use twscope_core::netns::{self, NetnsSpec};
 use twscope_core::plan::Workload;
-use twscope_core::status::Status;
+use twscope_core::status::{Status, StatusOptions};
+use twscope_core::tune;
 use twscope_lab::lab::{self, LabOptions};
 
 /// Exit code for every error (bad option, namespace, privileges, kernel).
@@ -32,6 +35,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Status(args)) => status(&args),
+        Some(Command::Doctor(args)) => run_doctor(&args),
+        Some(Command::Tune(args)) => run_tune(&args),
         Some(Command::Plan(args)) => plan(&args),
         Some(Command::Lab(args)) => run_lab(&args),
         None => status(&cli.status),
@@ -68,14 +73,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 fn status(args: &StatusArgs) -> Result<u8, String> {
-    let options = args.options()?;
-    // Enter the namespace first, on the main thread: sockets and /proc/net
-    // follow it (see twscope_core::netns::enter).
-    let netns = match &args.netns {
-        Some(spec) => netns::enter(spec).map_err(|e| e.to_string())?,
-        None => netns::current("host").map_err(|e| format!("cannot identify the network namespace: {e}"))?,
-    };
-    let status = Status::collect(&options, netns).map_err(|e| e.to_string())?;
+    let status = collect(&args.options()?, args.netns.as_ref())?;
     let text = if args.json {
         json(&status)?
     } else {
@@ -83,6 +81,54 @@ fn status(args: &StatusArgs) -> Result<u8, String> {
     };
     write_stdout(&text)?;
     Ok(status.verdict.severity.exit_code() as u8)
+}
+
+/// Enters the namespace (on the main thread: sockets and /proc/net follow
+/// it, see twscope_core::netns::enter) and takes its census.
+fn collect(options: &StatusOptions, spec: Option<&NetnsSpec>) -> Result<Status, String> {
+    let netns = match spec {
+        Some(spec) => netns::enter(spec).map_err(|e| e.to_string())?,
+        None => netns::current("host").map_err(|e| format!("cannot identify the network namespace: {e}"))?,
+    };
+    Status::collect(options, netns).map_err(|e| e.to_string())
+}
+
+/// Every destination counts for the checklist, not just the top ten.
+fn full_census(spec: Option<&NetnsSpec>) -> Result<Status, String> {
+    collect(&StatusOptions { top: 0, ..StatusOptions::default() }, spec)
+}
+
+fn run_doctor(args: &DoctorArgs) -> Result<u8, String> {
+    let status = full_census(args.netns.as_ref())?;
+    let report = doctor::diagnose(&status);
+    let text = if args.json { json(&report)? } else { doctor_text::render(&status, &report) };
+    write_stdout(&text)?;
+    Ok(report.exit_code() as u8)
+}
+
+fn run_tune(args: &TuneArgs) -> Result<u8, String> {
+    let status = full_census(args.netns.as_ref())?;
+    let changes = tune::recommend(&status, &doctor::diagnose(&status));
+    if args.apply && !changes.is_empty() {
+        tune::apply(&changes).map_err(|e| e.to_string())?;
+    }
+    if let (Some(path), false) = (&args.persist, changes.is_empty()) {
+        tune::persist(&changes, path).map_err(|e| e.to_string())?;
+    }
+    let text = if args.k8s {
+        doctor::remedies::kubernetes(&tune::proposed(&changes))
+    } else if args.json {
+        json(&serde_json::json!({
+            "netns": status.netns,
+            "changes": changes,
+            "applied": args.apply && !changes.is_empty(),
+            "persisted": args.persist.as_ref().filter(|_| !changes.is_empty()),
+        }))?
+    } else {
+        doctor_text::render_tune(&status, &changes, args.apply, args.persist.as_deref())
+    };
+    write_stdout(&text)?;
+    Ok(0)
 }
 
 fn plan(args: &PlanArgs) -> Result<u8, String> {

@@ -21,7 +21,7 @@ mod destinations;
 mod port_range;
 pub mod remedies;
 mod server_side;
-mod tables;
+pub(crate) mod tables;
 mod time_wait_settings;
 
 use serde::Serialize;

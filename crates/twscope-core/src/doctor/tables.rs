@@ -7,7 +7,7 @@ use super::{evidence, remedies, round, Check, Finding, Group, Level};
 use crate::status::Status;
 use crate::text::thousands;
 
-fn fill_level(share: f64) -> Option<Level> {
+pub(crate) fn fill_level(share: f64) -> Option<Level> {
     match share {
         s if s >= 0.95 => Some(Level::Critical),
         s if s >= 0.80 => Some(Level::Warning),
@@ -16,7 +16,7 @@ fn fill_level(share: f64) -> Option<Level> {
 }
 
 /// A bigger table: twice the current use, at least twice the current size.
-fn raised(used: u64, max: u64) -> u64 {
+pub(crate) fn raised(used: u64, max: u64) -> u64 {
     (used * 2).max(max * 2).next_power_of_two()
 }
 
@@ -114,8 +114,7 @@ mod tests {
     #[test]
     fn conntrack_only_where_loaded_and_full() {
         assert!(ConntrackPressure.run(&Host::default().status(settings())).is_empty());
-        let mut host = Host::default();
-        host.conntrack = Some(Conntrack { count: 970, max: 1000 });
+        let mut host = Host { conntrack: Some(Conntrack { count: 970, max: 1000 }), ..Host::default() };
         let f = ConntrackPressure.run(&host.status(settings()));
         assert_eq!(f[0].severity, Level::Critical);
         host.conntrack = Some(Conntrack { count: 100, max: 1000 });

@@ -1,0 +1,254 @@
+//! `twscope tune`: the system part of the checklist, computed from a namespace's
+//! findings and applied safely.
+//!
+//! [`recommend`] is pure: it proposes only what the findings call for, so once
+//! applied a second run proposes nothing. [`apply`] writes `/proc/sys` of the
+//! calling thread's namespace; [`persist`] writes a sysctl.d file atomically.
+//!
+//! - a wider range (1024–65535) when the range is narrow or a destination is
+//!   under pressure;
+//! - every listening port inside the (new) range added to
+//!   `ip_local_reserved_ports`, existing reservations kept;
+//! - `tcp_tw_reuse=1` when reuse is off or loopback-only under pressure — only
+//!   with timestamps on, which it needs;
+//! - `tcp_tw_recycle=0` where it exists and is on; never anything else for it;
+//! - `tcp_max_tw_buckets` raised when TIME_WAIT nears it.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::doctor::{remedies, tables, Report};
+use crate::plan::WIDEST_RANGE;
+use crate::status::Status;
+
+/// One sysctl to change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The sysctl, dotted (`net.ipv4.tcp_tw_reuse`).
+    pub key: &'static str,
+    pub current: String,
+    pub proposed: String,
+    pub why: String,
+}
+
+/// The changes `status`'s findings call for; empty when there is nothing to do.
+pub fn recommend(status: &Status, report: &Report) -> Vec<Change> {
+    let s = &status.settings;
+    let mut changes = Vec::new();
+
+    // The range: wider when narrow or under pressure, never narrower.
+    let current_range = (s.port_range_low, s.port_range_high);
+    let range = if report.has("port-range-narrow") || report.has("destination-pressure") {
+        (current_range.0.min(WIDEST_RANGE.0), current_range.1.max(WIDEST_RANGE.1))
+    } else {
+        current_range
+    };
+
+    // Listeners inside the range that will be in force, reserved; the
+    // reservation goes first so no port is ever unprotected.
+    let mut reserved = s.reserved_ports.clone();
+    let mut newly: Vec<u16> = status
+        .listeners
+        .iter()
+        .map(|l| l.port)
+        .filter(|&p| (range.0..=range.1).contains(&p) && !s.reserved_ports.contains(p))
+        .collect();
+    newly.sort_unstable();
+    newly.dedup();
+    if !newly.is_empty() {
+        for &port in &newly {
+            reserved.insert(port);
+        }
+        changes.push(Change {
+            key: "net.ipv4.ip_local_reserved_ports",
+            current: s.reserved_ports.to_string(),
+            proposed: reserved.to_string(),
+            why: format!(
+                "listening port{} {} inside the ephemeral range: reserve so connect() never takes {}",
+                if newly.len() == 1 { "" } else { "s" },
+                newly.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+                if newly.len() == 1 { "it" } else { "them" }
+            ),
+        });
+    }
+    if range != current_range {
+        changes.push(Change {
+            key: "net.ipv4.ip_local_port_range",
+            current: format!("{} {}", current_range.0, current_range.1),
+            proposed: format!("{} {}", range.0, range.1),
+            why: format!(
+                "{} → {} source ports per destination",
+                crate::text::thousands(u64::from(s.range_size())),
+                crate::text::thousands(u64::from(range.1 - range.0) + 1 - u64::from(reserved.count_within(range.0, range.1)))
+            ),
+        });
+    }
+
+    if (report.has("tw-reuse-off") || report.has("tw-reuse-loopback-only")) && s.tcp_timestamps != 0 {
+        changes.push(Change {
+            key: "net.ipv4.tcp_tw_reuse",
+            current: s.tcp_tw_reuse.to_string(),
+            proposed: "1".to_string(),
+            why: "outbound connects may take over TIME_WAIT ports after the reuse delay instead of 60 s".to_string(),
+        });
+    }
+    if s.tcp_tw_recycle == Some(1) {
+        changes.push(Change {
+            key: "net.ipv4.tcp_tw_recycle",
+            current: "1".to_string(),
+            proposed: "0".to_string(),
+            why: "tw_recycle drops connections from clients behind NAT".to_string(),
+        });
+    }
+    let tw = status.counters.sockstat_tw;
+    let max = s.tcp_max_tw_buckets;
+    if tables::fill_level(tw as f64 / max.max(1) as f64).is_some() {
+        changes.push(Change {
+            key: "net.ipv4.tcp_max_tw_buckets",
+            current: max.to_string(),
+            proposed: tables::raised(tw, max).to_string(),
+            why: format!("{tw} TIME_WAIT sockets against a cap of {max}: past it the kernel skips TIME_WAIT"),
+        });
+    }
+    changes
+}
+
+/// `(key, proposed)` pairs, for the remedy renderers.
+pub fn proposed(changes: &[Change]) -> Vec<(&'static str, String)> {
+    changes.iter().map(|c| (c.key, c.proposed.clone())).collect()
+}
+
+/// The file under `/proc/sys` for a dotted sysctl name.
+pub fn proc_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys").join(key.replace('.', "/"))
+}
+
+/// Why a change could not be applied or persisted.
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    #[error("writing {path} needs root (CAP_NET_ADMIN over the namespace): run as root or with sudo; nothing after it was changed")]
+    Permission { path: PathBuf },
+    #[error("writing {value:?} to {path} failed: {source}; nothing after it was changed")]
+    Write { path: PathBuf, value: String, source: io::Error },
+    #[error("cannot write {path}: {source} (nothing was written)")]
+    Persist { path: PathBuf, source: io::Error },
+}
+
+/// Writes each change to `/proc/sys` of the calling thread's namespace, in
+/// order, stopping at the first failure.
+pub fn apply(changes: &[Change]) -> Result<(), TuneError> {
+    for change in changes {
+        let path = proc_path(change.key);
+        std::fs::write(&path, &change.proposed).map_err(|source| match source.kind() {
+            io::ErrorKind::PermissionDenied => TuneError::Permission { path: path.clone() },
+            _ => TuneError::Write { path: path.clone(), value: change.proposed.clone(), source },
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes a sysctl.d file with the changes atomically: a temporary file in the
+/// same directory, synced, then renamed over `path` — never a half-written file.
+pub fn persist(changes: &[Change], path: &Path) -> Result<(), TuneError> {
+    let error = |source| TuneError::Persist { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new().prefix(".twscope-").tempfile_in(dir).map_err(error)?;
+    file.write_all(remedies::sysctl_d(&proposed(changes)).as_bytes()).map_err(error)?;
+    file.as_file().sync_all().map_err(error)?;
+    // sysctl.d files are world-readable configuration.
+    std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(error)?;
+    file.persist(path).map_err(|e| error(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::diagnose;
+    use crate::doctor::test_support::*;
+    use crate::kernel::PortRanges;
+
+    fn changes(host: &Host, settings: crate::kernel::Settings) -> Vec<Change> {
+        let status = host.status(settings);
+        recommend(&status, &diagnose(&status))
+    }
+
+    #[test]
+    fn a_narrow_busy_host_gets_range_reservations_and_reuse() {
+        let mut s = settings();
+        s.port_range_low = 40000;
+        s.port_range_high = 40999;
+        s.reserved_ports = PortRanges::parse("40000-40199").unwrap();
+        s.tcp_tw_reuse = 0;
+        let host = Host::default()
+            .listener("0.0.0.0", 40500)
+            .listener("0.0.0.0", 7000)
+            .listener("0.0.0.0", 22)
+            .outbound("198.18.0.1", "198.18.0.9", 5432, 700, 10, 0);
+        let c = changes(&host, s.clone());
+        let keys: Vec<&str> = c.iter().map(|c| c.key).collect();
+        assert_eq!(keys, ["net.ipv4.ip_local_reserved_ports", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse"]);
+        // Existing reservations kept; 7000 joins because the new range holds it; 22 stays outside.
+        assert_eq!(c[0].proposed, "7000,40000-40199,40500");
+        assert_eq!((c[1].current.as_str(), c[1].proposed.as_str()), ("40000 40999", "1024 65535"));
+        assert_eq!(c[2].proposed, "1");
+
+        // Applied, the same host asks for nothing more: idempotent.
+        s.port_range_low = 1024;
+        s.port_range_high = 65535;
+        s.reserved_ports = PortRanges::parse(&c[0].proposed).unwrap();
+        s.tcp_tw_reuse = 1;
+        assert_eq!(changes(&host, s), vec![]);
+    }
+
+    #[test]
+    fn never_reuse_without_timestamps_and_recycle_only_off() {
+        let mut s = settings();
+        s.tcp_tw_reuse = 0;
+        s.tcp_timestamps = 0;
+        s.tcp_tw_recycle = Some(1);
+        let host = Host::default().outbound("198.18.0.1", "198.18.0.9", 5432, 24_000, 60, 0);
+        let c = changes(&host, s);
+        assert!(!c.iter().any(|c| c.key == "net.ipv4.tcp_tw_reuse"), "{c:?}");
+        let recycle = c.iter().find(|c| c.key == "net.ipv4.tcp_tw_recycle").unwrap();
+        assert_eq!(recycle.proposed, "0");
+    }
+
+    #[test]
+    fn a_healthy_host_needs_nothing() {
+        let host = Host::default().listener("0.0.0.0", 8080).outbound("198.18.0.1", "198.18.0.9", 5432, 50, 60, 10);
+        assert_eq!(changes(&host, settings()), vec![]);
+    }
+
+    #[test]
+    fn buckets_get_headroom() {
+        let mut s = settings();
+        s.tcp_max_tw_buckets = 1000;
+        let host = Host::default().outbound("198.18.0.1", "198.18.0.9", 80, 900, 60, 0);
+        let c = changes(&host, s);
+        let buckets = c.iter().find(|c| c.key == "net.ipv4.tcp_max_tw_buckets").unwrap();
+        assert_eq!((buckets.current.as_str(), buckets.proposed.as_str()), ("1000", "2048"));
+    }
+
+    #[test]
+    fn persist_is_atomic_and_leaves_nothing_behind_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("90-twscope.conf");
+        std::fs::write(&path, "old\n").unwrap();
+        let change = Change { key: "net.ipv4.tcp_tw_reuse", current: "0".into(), proposed: "1".into(), why: String::new() };
+        persist(std::slice::from_ref(&change), &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with("net.ipv4.tcp_tw_reuse = 1\n"), "{text}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        // A directory that does not exist: an error naming the file, nothing written.
+        let missing = dir.path().join("no/such/dir/x.conf");
+        let err = persist(&[change], &missing).unwrap_err();
+        assert!(err.to_string().contains("no/such/dir/x.conf"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
