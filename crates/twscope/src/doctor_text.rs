@@ -70,18 +70,21 @@ fn write_doctor(out: &mut String, status: &Status, report: &Report) -> std::fmt:
     let count = |level| report.findings.iter().filter(|f| f.severity == level).count();
     writeln!(
         out,
-        "{BOLD}twscope doctor{BOLD:#} · host {} · kernel {} · netns {} · {} findings: {} critical, {} warning, {} info",
+        "{BOLD}twscope doctor{BOLD:#} · host {} · kernel {} · netns {} · {} finding{}: {} critical, {} warning, {} info",
         status.host,
         status.kernel,
         status.netns.name,
         report.findings.len(),
+        if report.findings.len() == 1 { "" } else { "s" },
         count(Level::Critical),
         count(Level::Warning),
         count(Level::Info),
     )?;
-    // Sysctl remedies come in three forms; text shows the command and points
-    // at `tune` for the other two. Long snippets are shown once.
-    let mut shown: HashSet<(String, String)> = HashSet::new();
+    // Sysctl remedies come in three forms: text shows the command and points
+    // at `tune` for the other two. Code snippets are long and shared by
+    // several findings: listed by name here, printed once at the end.
+    let mut snippets: Vec<&twscope_core::doctor::Remedy> = Vec::new();
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
     for group in Group::ALL {
         let findings: Vec<_> = report.findings.iter().filter(|f| f.group == group).collect();
         writeln!(out, "\n{BOLD}{}{BOLD:#}", group.title())?;
@@ -94,9 +97,10 @@ fn write_doctor(out: &mut String, status: &Status, report: &Report) -> std::fmt:
             writeln!(out, "  {style}{:<8}{style:#} {BOLD}{}{BOLD:#}  {}", f.severity.name().to_uppercase(), f.id, f.title)?;
             out.push_str(&wrap(&format!("evidence: {}", evidence_text(&f.evidence)), "           "));
             out.push_str(&wrap(&f.explanation, "           "));
+            let mut code = Vec::new();
             for remedy in &f.remedies {
                 match remedy.kind.as_str() {
-                    "sysctl.d" | "kubernetes" => continue,
+                    "sysctl.d" | "kubernetes" => {}
                     "sysctl" => {
                         writeln!(out, "           {BOLD}fix:{BOLD:#}")?;
                         for line in remedy.text.lines() {
@@ -104,16 +108,28 @@ fn write_doctor(out: &mut String, status: &Status, report: &Report) -> std::fmt:
                         }
                         writeln!(out, "           {DIM}persist with `twscope tune --persist FILE`, pods: `twscope tune --k8s`{DIM:#}")?;
                     }
-                    _ if !shown.insert((remedy.kind.clone(), remedy.title.clone())) => {
-                        writeln!(out, "           {BOLD}fix:{BOLD:#} {} {DIM}(shown above){DIM:#}", remedy.title)?;
+                    "application" => {
+                        out.push_str(&wrap(&format!("fix: {}. {}", remedy.title, remedy.text), "           "));
                     }
                     _ => {
-                        writeln!(out, "           {BOLD}fix:{BOLD:#} {}", remedy.title)?;
-                        for line in remedy.text.lines() {
-                            writeln!(out, "             {DIM}{line}{DIM:#}")?;
+                        code.push(remedy.title.split(':').next().unwrap_or(&remedy.title));
+                        if seen.insert((&remedy.kind, &remedy.title)) {
+                            snippets.push(remedy);
                         }
                     }
                 }
+            }
+            if !code.is_empty() {
+                writeln!(out, "           {BOLD}fix:{BOLD:#} reuse connections — {} (below)", code.join(", "))?;
+            }
+        }
+    }
+    if !snippets.is_empty() {
+        writeln!(out, "\n{BOLD}How to reuse connections{BOLD:#}")?;
+        for remedy in snippets {
+            writeln!(out, "  {}", remedy.title)?;
+            for line in remedy.text.lines() {
+                writeln!(out, "    {DIM}{line}{DIM:#}")?;
             }
         }
     }
