@@ -9,9 +9,9 @@ pub fn require_all() -> bool {
     std::env::var("TWSCOPE_REQUIRE_ALL").is_ok_and(|v| v == "1")
 }
 
-/// Whether `program` runs (`program -V` or `--version`).
+/// Whether `program` runs (`program --version`, `-V` or `version`).
 pub fn have_tool(program: &str) -> bool {
-    ["-V", "--version"].iter().any(|flag| {
+    ["--version", "-V", "version"].iter().any(|flag| {
         Command::new(program)
             .arg(flag)
             .stdout(Stdio::null())
@@ -43,7 +43,7 @@ pub fn require_root(test: &str) -> bool {
 /// True when every one of `tools` runs.
 pub fn require_tools(test: &str, tools: &[&str]) -> bool {
     match tools.iter().find(|t| !have_tool(t)) {
-        Some(missing) => skip(test, &format!("`{missing}` (apt-get install iproute2 or the package that has it)")),
+        Some(missing) => skip(test, &format!("`{missing}` (.ci/run lists the Debian packages that provide it)")),
         None => true,
     }
 }

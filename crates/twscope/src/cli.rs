@@ -45,6 +45,11 @@ pub enum Command {
     #[command(after_help = TUNE_AFTER_HELP)]
     Tune(TuneArgs),
 
+    /// Prometheus exporter: /metrics (OpenMetrics or text), / and /healthz, with
+    /// TLS and basic auth from an exporter-toolkit web config.
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(ServeArgs),
+
     /// What-if calculator: ports a workload needs, ports it has, the max
     /// sustainable rate, time to exhaustion, and the smallest fix. Defaults to
     /// this host's settings.
@@ -102,6 +107,44 @@ pub struct TuneArgs {
 
     /// Tune this network namespace: a name from `ip netns list`, a path such as
     /// /proc/PID/ns/net, or a PID. Needs CAP_SYS_ADMIN.
+    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
+    pub netns: Option<NetnsSpec>,
+}
+
+const SERVE_AFTER_HELP: &str = "\
+To let Prometheus on another host scrape it, listen on an address it reaches
+(--listen 0.0.0.0:9877) and protect it with --web.config.file (TLS, basic auth).
+Concurrent scrapes share one kernel dump; --min-interval caches it.
+Metrics are documented in the README.";
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the address is printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9877")]
+    pub listen: std::net::SocketAddr,
+
+    /// exporter-toolkit web config: tls_server_config (cert_file, key_file) and
+    /// basic_auth_users (bcrypt hashes).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
+
+    /// Serve a snapshot younger than this many seconds instead of dumping again
+    /// (0: dump for every scrape that does not overlap another).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub min_interval: f64,
+
+    /// Give up a scrape after this many seconds (503); the dump still completes.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+
+    /// Destinations with their own series, busiest first; the rest are summed
+    /// into one dst="other" series.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub max_destinations: usize,
+
+    /// Export this network namespace: a name from `ip netns list`, a path such
+    /// as /proc/PID/ns/net, or a PID. The listening socket stays in the current
+    /// namespace. Needs CAP_SYS_ADMIN.
     #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
     pub netns: Option<NetnsSpec>,
 }

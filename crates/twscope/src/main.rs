@@ -16,7 +16,7 @@ use clap::Parser;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cli::{Cli, Command, DoctorArgs, LabArgs, PlanArgs, StatusArgs, TuneArgs};
+use cli::{Cli, Command, DoctorArgs, LabArgs, PlanArgs, ServeArgs, StatusArgs, TuneArgs};
 use twscope_core::doctor;
 use twscope_core::kernel::Settings;
 use twscope_core::netns::{self, NetnsSpec};
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Some(Command::Status(args)) => status(&args),
         Some(Command::Doctor(args)) => run_doctor(&args),
         Some(Command::Tune(args)) => run_tune(&args),
+        Some(Command::Serve(args)) => run_serve(&args),
         Some(Command::Plan(args)) => plan(&args),
         Some(Command::Lab(args)) => run_lab(&args),
         None => status(&cli.status),
@@ -128,6 +129,59 @@ fn run_tune(args: &TuneArgs) -> Result<u8, String> {
         doctor_text::render_tune(&status, &changes, args.apply, args.persist.as_deref())
     };
     write_stdout(&text)?;
+    Ok(0)
+}
+
+fn seconds(name: &str, value: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(value).map_err(|_| format!("{name} must be a number of seconds ≥ 0, not {value}"))
+}
+
+fn run_serve(args: &ServeArgs) -> Result<u8, String> {
+    use twscope_exporter::{Exporter, SnapshotOptions, Snapshots, WebConfig};
+    let web = match &args.web_config_file {
+        Some(path) => Some(WebConfig::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let min_interval = seconds("--min-interval", args.min_interval)?;
+    let timeout = seconds("--timeout", args.timeout)?;
+    if timeout.is_zero() {
+        return Err("--timeout must be above 0".to_string());
+    }
+    // Bind here, in the current namespace; then enter the one to export, so
+    // every thread started afterwards (the dumps) runs there.
+    let listener = std::net::TcpListener::bind(args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e} (is another exporter running? pick another --listen)", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let netns = match &args.netns {
+        Some(spec) => netns::enter(spec).map_err(|e| e.to_string())?,
+        None => netns::current("host").map_err(|e| format!("cannot identify the network namespace: {e}"))?,
+    };
+    let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) { "https" } else { "http" };
+    eprintln!("twscope serve: listening on {scheme}://{local}/metrics, exporting netns {}", netns.name);
+    let snapshots = Snapshots::new(SnapshotOptions {
+        min_interval,
+        timeout,
+        max_destinations: args.max_destinations,
+        status: StatusOptions { top: 0, ..StatusOptions::default() },
+        netns,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(async {
+            let shutdown = async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+            };
+            twscope_exporter::serve(listener, Exporter { snapshots, web }, shutdown).await
+        })
+        .map_err(|e| format!("serving failed: {e}"))?;
     Ok(0)
 }
 

@@ -1,0 +1,21 @@
+//! # twscope-exporter
+//!
+//! `twscope serve`: the census as Prometheus metrics, for fleets that run on
+//! Prometheus and Kubernetes.
+//!
+//! - [`metrics`] — the metric families (all `twscope_`-prefixed), built from a
+//!   [`twscope_core::status::Status`] and its doctor findings, label
+//!   cardinality bounded by folding the tail of destinations into `dst="other"`.
+//! - [`snapshot`] — one kernel dump shared by concurrent scrapes, with a cache
+//!   interval and a timeout.
+//! - [`web_config`] — TLS and basic auth in the exporter-toolkit format.
+//! - [`server`] — `/metrics` (OpenMetrics or text 0.0.4 by `Accept`), `/`, `/healthz`.
+
+pub mod metrics;
+pub mod server;
+pub mod snapshot;
+pub mod web_config;
+
+pub use server::{serve, Exporter};
+pub use snapshot::{SnapshotOptions, Snapshots};
+pub use web_config::WebConfig;

@@ -1,0 +1,125 @@
+//! One kernel dump shared by concurrent scrapes.
+//!
+//! A scrape takes the cache lock. If a snapshot finished after the scrape
+//! arrived (it was being made while the scrape waited) or is younger than
+//! `min_interval`, it is served as is. Otherwise this scrape makes one — on a
+//! blocking thread, holding the lock until the dump is done even if the
+//! scrape itself gives up at the timeout, so dumps never pile up.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, Mutex};
+use twscope_core::doctor;
+use twscope_core::netns::NetnsInfo;
+use twscope_core::status::{Status, StatusOptions};
+
+use crate::metrics::{self, ExporterStats};
+
+/// What one dump produced, encoded once for every scrape that shares it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub finished: Instant,
+    /// OpenMetrics text.
+    pub openmetrics: String,
+    /// Prometheus text format 0.0.4.
+    pub text: String,
+}
+
+/// Snapshot settings.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Serve a cached snapshot younger than this (0 = a fresh dump per scrape
+    /// that does not overlap another).
+    pub min_interval: Duration,
+    /// Give up a scrape after this long (the dump still completes).
+    pub timeout: Duration,
+    /// Destinations with their own series; the rest become `dst="other"`.
+    pub max_destinations: usize,
+    pub status: StatusOptions,
+    pub netns: NetnsInfo,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the kernel dump did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("the kernel dump failed: {0}")]
+    Dump(String),
+}
+
+/// The shared cache.
+pub struct Snapshots {
+    options: SnapshotOptions,
+    cache: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    dumps: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+}
+
+impl Snapshots {
+    pub fn new(options: SnapshotOptions) -> Snapshots {
+        Snapshots {
+            options,
+            cache: Arc::new(Mutex::new(None)),
+            dumps: Arc::new(AtomicU64::new(0)),
+            errors: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Dumps made so far.
+    pub fn dumps(&self) -> u64 {
+        self.dumps.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot for a scrape that arrives now.
+    pub async fn get(&self) -> Result<Arc<Snapshot>, SnapshotError> {
+        let arrived = Instant::now();
+        let mut cache = self.cache.clone().lock_owned().await;
+        if let Some(snapshot) = cache.as_ref() {
+            if snapshot.finished >= arrived || snapshot.finished.elapsed() < self.options.min_interval {
+                return Ok(snapshot.clone());
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let options = self.options.clone();
+        let (dumps, errors) = (self.dumps.clone(), self.errors.clone());
+        // The lock travels with the dump: later scrapes wait for this one.
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let n = dumps.fetch_add(1, Ordering::Relaxed) + 1;
+            let errors_so_far = errors.load(Ordering::Relaxed);
+            let job = tokio::task::spawn_blocking(move || make(&options, n, errors_so_far, started));
+            let result = match job.await {
+                Ok(result) => result,
+                Err(e) => Err(SnapshotError::Dump(format!("dump thread failed: {e}"))),
+            };
+            match &result {
+                Ok(snapshot) => *cache = Some(snapshot.clone()),
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            drop(cache);
+            let _ = tx.send(result);
+        });
+        match tokio::time::timeout(self.options.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(SnapshotError::Dump("the dump task ended without a result".into())),
+            Err(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                Err(SnapshotError::Timeout(self.options.timeout))
+            }
+        }
+    }
+}
+
+/// Runs on a blocking thread, in the namespace the process entered at start.
+fn make(options: &SnapshotOptions, dumps: u64, errors: u64, started: Instant) -> Result<Arc<Snapshot>, SnapshotError> {
+    let status = Status::collect(&options.status, options.netns.clone()).map_err(|e| SnapshotError::Dump(e.to_string()))?;
+    let report = doctor::diagnose(&status);
+    let stats = ExporterStats { dumps, errors, duration_s: started.elapsed().as_secs_f64() };
+    let registry = metrics::registry(&status, &report, options.max_destinations, stats);
+    let (openmetrics, text) = metrics::encode(&registry).map_err(|e| SnapshotError::Dump(format!("encoding: {e}")))?;
+    Ok(Arc::new(Snapshot { finished: Instant::now(), openmetrics, text }))
+}
