@@ -16,11 +16,11 @@
 # Needs root, iproute2, hyperfine and GNU time. Cleans up its namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 COUNTS=${COUNTS:-"50000 250000 1000000"}
 RUNS=${RUNS:-5}
 OUT=${OUT:-bench/results.md}
-PER_TARGET=30000 # TIME_WAITs per destination port: half of a 1024-65535 range
 
 for tool in ip ss hyperfine /usr/bin/time python3; do
     command -v "$tool" >/dev/null || { echo "census.sh: $tool is missing (apt-get install iproute2 hyperfine time python3)" >&2; exit 1; }
@@ -52,21 +52,7 @@ tw_now() { ip netns exec "$ns" awk '/^TCP:/ { for (i = 2; i < NF; i += 2) if ($i
 
 for count in $COUNTS; do
     ns="twscope-bench-$$-$count"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    # Loopback TIME_WAITs must not be reused (a fresh namespace has tw_reuse=2),
-    # the bucket cap must not clip them, and a wide range keeps connect() fast.
-    ip netns exec "$ns" sh -c '
-        echo 0 > /proc/sys/net/ipv4/tcp_tw_reuse
-        echo 4000000 > /proc/sys/net/ipv4/tcp_max_tw_buckets
-        echo 1 > /proc/sys/net/ipv4/tcp_rfc1337
-        echo "1024 65535" > /proc/sys/net/ipv4/ip_local_port_range'
-    targets=()
-    for ((i = 0; i < (count + PER_TARGET - 1) / PER_TARGET; i++)); do
-        targets+=(--target "127.0.0.1:$((7000 + i))")
-    done
-    echo "building $count TIME_WAIT sockets over ${#targets[@]} destinations…" >&2
-    "$CHURN" --netns "$ns" "${targets[@]}" --count "$count" --threads 2 --max-seconds 55 >&2
+    fill_namespace "$ns" "$count" "$CHURN"
     before=$(tw_now)
 
     ip netns exec "$ns" hyperfine --warmup 1 --runs "$RUNS" --style none --export-json "$work/$count.json" \

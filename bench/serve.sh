@@ -10,12 +10,12 @@
 # Needs root, iproute2, python3. Cleans up its namespace and processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 COUNTS=${COUNTS:-"50000 250000 1000000"}
 SCRAPERS=${SCRAPERS:-50}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-20}
 MIN_INTERVAL=${MIN_INTERVAL:-1}
-PER_TARGET=30000
 
 [ "$(id -u)" = 0 ] || { echo "serve.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 cargo build --release --quiet -p twscope -p twscope-lab
@@ -37,16 +37,7 @@ echo "| TIME_WAIT | scrapes answered | errors | latency p50 | p99 | max | dumps 
 echo "|---|---|---|---|---|---|---|---|"
 for count in $COUNTS; do
     ns="twscope-serve-bench-$$"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip netns exec "$ns" sh -c '
-        echo 0 > /proc/sys/net/ipv4/tcp_tw_reuse
-        echo 4000000 > /proc/sys/net/ipv4/tcp_max_tw_buckets
-        echo 1 > /proc/sys/net/ipv4/tcp_rfc1337
-        echo "1024 65535" > /proc/sys/net/ipv4/ip_local_port_range'
-    targets=()
-    for ((i = 0; i < (count + PER_TARGET - 1) / PER_TARGET; i++)); do targets+=(--target "127.0.0.1:$((7000 + i))"); done
-    "$CHURN" --netns "$ns" "${targets[@]}" --count "$count" --threads 2 --max-seconds 50 >&2
+    fill_namespace "$ns" "$count" "$CHURN"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     "$TWSCOPE" serve --netns "$ns" --listen "127.0.0.1:$port" --min-interval "$MIN_INTERVAL" 2>/dev/null &
     server=$!
