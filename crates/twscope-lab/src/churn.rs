@@ -79,16 +79,32 @@ pub struct Progress {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
     pub addr_not_available: AtomicU64,
+    first_addr_not_available: Mutex<Option<Duration>>,
     /// Set to stop: the churn returns within one pacing interval.
     pub stop: AtomicBool,
 }
 
 impl Progress {
-    fn record(&self, result: &io::Result<()>) {
+    /// Counts one connection or request; an EADDRNOTAVAIL (no source port
+    /// left) also notes when, from `start`, the first one happened.
+    pub fn record<T>(&self, result: &io::Result<T>, start: Instant) {
         match result {
-            Ok(()) => self.ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                    self.addr_not_available.fetch_add(1, Ordering::Relaxed);
+                    self.first_addr_not_available.lock().unwrap().get_or_insert(start.elapsed());
+                }
+            }
+        }
+    }
+
+    /// When the first EADDRNOTAVAIL happened; `None` when none did.
+    pub fn first_addr_not_available(&self) -> Option<Duration> {
+        *self.first_addr_not_available.lock().unwrap()
     }
 }
 
@@ -104,11 +120,10 @@ pub fn churn_with(targets: &[SocketAddr], options: &ChurnOptions, progress: &Pro
     let start = Instant::now();
     let deadline = start + options.max_duration;
     let threads = options.threads.max(1) as u64;
-    let first_not_available: Mutex<Option<Duration>> = Mutex::new(None);
     let first_error: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for thread in 0..threads {
-            let (first_not_available, first_error) = (&first_not_available, &first_error);
+            let first_error = &first_error;
             scope.spawn(move || {
                 let mut i = thread;
                 while i < options.count && !progress.stop.load(Ordering::Relaxed) {
@@ -126,12 +141,8 @@ pub fn churn_with(targets: &[SocketAddr], options: &ChurnOptions, progress: &Pro
                     let target = &targets[(i % targets.len() as u64) as usize];
                     let source = (!options.sources.is_empty()).then(|| options.sources[(i % options.sources.len() as u64) as usize]);
                     let result = one_connection(target, source, options);
-                    progress.record(&result);
+                    progress.record(&result, start);
                     if let Err(e) = result {
-                        if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
-                            progress.addr_not_available.fetch_add(1, Ordering::Relaxed);
-                            first_not_available.lock().unwrap().get_or_insert(start.elapsed());
-                        }
                         first_error.lock().unwrap().get_or_insert_with(|| format!("{target}: {e}"));
                     }
                     i += threads;
@@ -143,7 +154,7 @@ pub fn churn_with(targets: &[SocketAddr], options: &ChurnOptions, progress: &Pro
         ok: progress.ok.load(Ordering::Relaxed),
         failed: progress.failed.load(Ordering::Relaxed),
         addr_not_available: progress.addr_not_available.load(Ordering::Relaxed),
-        first_addr_not_available: first_not_available.into_inner().unwrap(),
+        first_addr_not_available: progress.first_addr_not_available(),
         first_error: first_error.into_inner().unwrap(),
         elapsed: start.elapsed(),
     }

@@ -317,11 +317,11 @@ pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tic
                 progress.stop.store(true, Ordering::Relaxed);
             }
         }
-        let first = client.join().expect("lab client panicked").map_err(LabError::Setup)?;
+        client.join().expect("lab client panicked").map_err(LabError::Setup)?;
         sampler.join().expect("lab sampler panicked").map_err(LabError::Setup)?;
-        Ok::<_, LabError>(first)
+        Ok::<_, LabError>(())
     });
-    let first_addr_not_available = outcome?;
+    outcome?;
     let duration_s = start.elapsed().as_secs_f64();
     let server_resets = server.stats().resets.load(Ordering::Relaxed);
     drop(server);
@@ -340,7 +340,7 @@ pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tic
         requests_failed: progress.failed.load(Ordering::Relaxed),
         addr_not_available: progress.addr_not_available.load(Ordering::Relaxed),
         predicted_onset_s: options.predicted_onset_s(),
-        observed_onset_s: first_addr_not_available.map(|d| (d.as_secs_f64() * 100.0).round() / 100.0),
+        observed_onset_s: progress.first_addr_not_available().map(|d| (d.as_secs_f64() * 100.0).round() / 100.0),
         server_resets,
         max_time_wait: timeline.iter().map(|t| t.time_wait).max().unwrap_or(0),
         interrupted: stop.load(Ordering::Relaxed),
@@ -365,8 +365,8 @@ fn setup(options: &LabOptions, server_ns: &Netns, client_ns: &Netns, sources: &[
     Ok(())
 }
 
-/// The client's whole run; returns when the first EADDRNOTAVAIL happened.
-fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) -> Option<Duration> {
+/// The client's whole run, counted into `progress`.
+fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) {
     let count = (options.rate * options.duration.as_secs_f64()).round() as u64;
     match options.mode {
         Mode::PerRequest => {
@@ -380,7 +380,7 @@ fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) -> 
                 sources: if options.source_ips() > 1 { sources.to_vec() } else { Vec::new() },
                 linger_zero: options.fix == Some(Fix::Linger0),
             };
-            churn_with(&[SERVER], &churn, progress).first_addr_not_available
+            churn_with(&[SERVER], &churn, progress);
         }
         Mode::Pooled => run_pool(options, count, progress),
     }
@@ -388,11 +388,10 @@ fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) -> 
 
 /// A pool of persistent connections carrying requests at the rate, round
 /// robin; a broken connection is replaced (and the request counted failed).
-fn run_pool(options: &LabOptions, count: u64, progress: &Progress) -> Option<Duration> {
+fn run_pool(options: &LabOptions, count: u64, progress: &Progress) {
     let start = Instant::now();
     let deadline = start + options.duration;
     let mut pool: Vec<Option<std::net::TcpStream>> = (0..options.pool_size).map(|_| None).collect();
-    let mut first_not_available = None;
     for i in 0..count {
         let due = start + Duration::from_secs_f64(i as f64 / options.rate);
         let now = Instant::now();
@@ -407,24 +406,17 @@ fn run_pool(options: &LabOptions, count: u64, progress: &Progress) -> Option<Dur
             match connect(&SERVER, None, false) {
                 Ok(stream) => *slot = Some(stream),
                 Err(e) => {
-                    if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
-                        progress.addr_not_available.fetch_add(1, Ordering::Relaxed);
-                        first_not_available.get_or_insert(start.elapsed());
-                    }
-                    progress.failed.fetch_add(1, Ordering::Relaxed);
+                    progress.record::<()>(&Err(e), start);
                     continue;
                 }
             }
         }
-        let stream = slot.as_mut().expect("connected above");
-        if request(stream).is_ok() {
-            progress.ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            progress.failed.fetch_add(1, Ordering::Relaxed);
+        let result = request(slot.as_mut().expect("connected above"));
+        progress.record(&result, start);
+        if result.is_err() {
             *slot = None;
         }
     }
-    first_not_available
 }
 
 /// twscope's census of the client namespace (the calling thread's), reduced

@@ -106,7 +106,7 @@ impl Netns {
 
     /// Writes a sysctl of this namespace (`net.ipv4.tcp_tw_reuse`, `"1"`).
     pub fn set_sysctl(&self, key: &str, value: &str) -> io::Result<()> {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let path = twscope_core::tune::proc_path(key);
         let value = value.to_string();
         // /proc/sys/net resolves to the namespace of the thread that opens it.
         self.run(move || std::fs::write(&path, value))?
@@ -115,7 +115,7 @@ impl Netns {
 
     /// Reads a sysctl of this namespace.
     pub fn sysctl(&self, key: &str) -> io::Result<String> {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let path = twscope_core::tune::proc_path(key);
         Ok(self.run(move || std::fs::read_to_string(path))??.trim().to_string())
     }
 

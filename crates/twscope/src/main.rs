@@ -87,11 +87,16 @@ fn status(args: &StatusArgs) -> Result<u8, String> {
 /// Enters the namespace (on the main thread: sockets and /proc/net follow
 /// it, see twscope_core::netns::enter) and takes its census.
 fn collect(options: &StatusOptions, spec: Option<&NetnsSpec>) -> Result<Status, String> {
-    let netns = match spec {
-        Some(spec) => netns::enter(spec).map_err(|e| e.to_string())?,
-        None => netns::current("host").map_err(|e| format!("cannot identify the network namespace: {e}"))?,
-    };
-    Status::collect(options, netns).map_err(|e| e.to_string())
+    Status::collect(options, enter(spec)?).map_err(|e| e.to_string())
+}
+
+/// Moves the main thread into the namespace `spec` names, or names the
+/// current one `host`.
+fn enter(spec: Option<&NetnsSpec>) -> Result<netns::NetnsInfo, String> {
+    match spec {
+        Some(spec) => netns::enter(spec).map_err(|e| e.to_string()),
+        None => netns::current("host").map_err(|e| format!("cannot identify the network namespace: {e}")),
+    }
 }
 
 /// Every destination counts for the checklist, not just the top ten.
@@ -152,10 +157,7 @@ fn run_serve(args: &ServeArgs) -> Result<u8, String> {
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e} (is another exporter running? pick another --listen)", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let netns = match &args.netns {
-        Some(spec) => netns::enter(spec).map_err(|e| e.to_string())?,
-        None => netns::current("host").map_err(|e| format!("cannot identify the network namespace: {e}"))?,
-    };
+    let netns = enter(args.netns.as_ref())?;
     let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) { "https" } else { "http" };
     eprintln!("twscope serve: listening on {scheme}://{local}/metrics, exporting netns {}", netns.name);
     let snapshots = Snapshots::new(SnapshotOptions {
