@@ -15,6 +15,7 @@
 //! - [`sockdiag`] dumps TCP sockets through `NETLINK_SOCK_DIAG`, decoding each
 //!   `inet_diag_msg` in place.
 //! - [`kernel`] reads the namespace's sysctls and counters.
+//! - [`files`] reads user-named files safely: no FIFO hangs, a size cap.
 //! - [`netns`] enters a network namespace (`--netns`).
 //! - [`census`] aggregates a dump per destination tuple and listening port.
 //! - [`capacity`] is the port-budget model: availability, rates, forecast.
@@ -37,6 +38,7 @@
 pub mod capacity;
 pub mod census;
 pub mod doctor;
+pub mod files;
 pub mod kernel;
 pub mod netns;
 pub mod plan;

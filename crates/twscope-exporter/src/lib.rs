@@ -9,13 +9,15 @@
 //! - [`snapshot`] — one kernel dump shared by concurrent scrapes, with a cache
 //!   interval and a timeout.
 //! - [`web_config`] — TLS and basic auth in the exporter-toolkit format.
-//! - [`server`] — `/metrics` (OpenMetrics or text 0.0.4 by `Accept`), `/`, `/healthz`.
+//! - [`server`] — `/metrics` (OpenMetrics or text 0.0.4 by `Accept`), `/`, `/healthz`,
+//!   with every client's cost bounded ([`Limits`]: timeouts, a connection cap that
+//!   evicts the longest-idle connection, a bounded bcrypt queue, capped heads).
 
 pub mod metrics;
 pub mod server;
 pub mod snapshot;
 pub mod web_config;
 
-pub use server::{serve, Exporter};
+pub use server::{serve, serve_connection, Exporter, Limits};
 pub use snapshot::{SnapshotOptions, Snapshots};
 pub use web_config::WebConfig;
