@@ -9,11 +9,12 @@
 //! hand-built tree.
 
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use crate::files::{self, KERNEL_FILE_CAP};
 
 /// Error reading a kernel file: which file, and why.
 #[derive(Debug, thiserror::Error)]
@@ -32,14 +33,16 @@ impl ReadError {
     }
 }
 
+/// Reads a kernel file: a regular file (never a FIFO or device a test tree
+/// or a broken mount put there), at most [`KERNEL_FILE_CAP`] bytes.
 fn read_text(path: &Path) -> Result<String, ReadError> {
-    fs::read_to_string(path).map_err(|e| ReadError::new(path, e))
+    files::read_regular(path, KERNEL_FILE_CAP).map_err(|e| ReadError::new(path, e))
 }
 
 /// Reads a file that may be absent on this kernel (e.g. `tcp_tw_reuse_delay`
 /// before 6.14, `tcp_tw_recycle` after 4.12).
 fn read_optional(path: &Path) -> Result<Option<String>, ReadError> {
-    match fs::read_to_string(path) {
+    match files::read_regular(path, KERNEL_FILE_CAP) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ReadError::new(path, e)),
@@ -288,8 +291,9 @@ impl Counters {
     /// Reads `<proc_root>/net/{snmp,netstat,sockstat}`.
     pub fn read(proc_root: &Path) -> Result<Counters, ReadError> {
         let snmp_path = proc_root.join("net/snmp");
+        let snmp_text = read_text(&snmp_path)?;
         let snmp: procfs::net::Snmp =
-            procfs::FromRead::from_file(&snmp_path).map_err(|e| ReadError::new(&snmp_path, e))?;
+            procfs::FromRead::from_read(snmp_text.as_bytes()).map_err(|e| ReadError::new(&snmp_path, e))?;
 
         let netstat_path = proc_root.join("net/netstat");
         let netstat = read_text(&netstat_path)?;
@@ -377,6 +381,7 @@ pub fn hostname(proc_root: &Path) -> Result<String, ReadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn reserved_ports_parse_merge_and_count() {
@@ -461,6 +466,37 @@ mod tests {
         assert!(err.to_string().contains("ip_local_port_range"), "{err}");
         let err = Settings::read(Path::new("/nonexistent")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/sys/net/ipv4"), "{err}");
+    }
+
+    #[test]
+    fn kernel_files_must_be_regular_and_small() {
+        // A FIFO where a sysctl should be: refused at once, never a hang.
+        let proc = fake_proc(BASE);
+        let reuse = proc.path().join("sys/net/ipv4/tcp_tw_reuse");
+        fs::remove_file(&reuse).unwrap();
+        let c = std::ffi::CString::new(reuse.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = Settings::read(proc.path()).unwrap_err();
+        assert!(err.to_string().contains("tcp_tw_reuse") && err.to_string().contains("FIFO"), "{err}");
+
+        // An optional file that is there but is not a file is an error, not "absent".
+        let mut files = BASE.to_vec();
+        files.push(("sys/net/ipv4/tcp_tw_reuse_delay/x", "1\n"));
+        let proc = fake_proc(&files);
+        let err = Settings::read(proc.path()).unwrap_err();
+        assert!(err.to_string().contains("tcp_tw_reuse_delay"), "{err}");
+
+        // Past the cap: refused, not read into memory.
+        let big = "1".repeat(KERNEL_FILE_CAP as usize + 1);
+        let mut files = BASE.to_vec();
+        files[3] = ("sys/net/ipv4/tcp_timestamps", big.as_str());
+        let proc = fake_proc(&files);
+        let err = Settings::read(proc.path()).unwrap_err();
+        assert!(err.to_string().contains("tcp_timestamps") && err.to_string().contains("larger than"), "{err}");
+
+        // Absent optional files are still just absent (conntrack not loaded).
+        assert_eq!(Conntrack::read(proc.path()).unwrap(), None);
     }
 
     #[test]

@@ -13,6 +13,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::files;
+
+/// `f_type` of the namespace filesystem (`/proc/PID/ns/*` and their bind
+/// mounts under `/run/netns`), from `linux/magic.h`.
+const NSFS_MAGIC: u64 = 0x6e73_6673;
+
 /// Where `ip netns add` puts named namespaces.
 pub const NAMED_NETNS_DIR: &str = "/run/netns";
 
@@ -73,8 +79,14 @@ pub enum NetnsError {
     NotFound { label: String, path: PathBuf },
     #[error("cannot open network namespace {label} at {path}: {source}")]
     Open { label: String, path: PathBuf, source: io::Error },
-    #[error("{path} is not a network namespace file")]
-    NotNetns { path: PathBuf },
+    #[error("{path} is {what}, not a network namespace file{hint}")]
+    NotNetns {
+        path: PathBuf,
+        /// What it is instead: "a FIFO", "a regular file", "a mount namespace".
+        what: String,
+        /// More on what to do, starting with "; " (or empty).
+        hint: String,
+    },
     #[error("entering network namespace {label} needs CAP_SYS_ADMIN: run as root (sudo) or grant the capability")]
     Permission { label: String },
     #[error("entering network namespace {label} failed: {source}")]
@@ -108,7 +120,8 @@ pub fn current(name: &str) -> io::Result<NetnsInfo> {
 pub fn enter(spec: &NetnsSpec) -> Result<NetnsInfo, NetnsError> {
     let path = spec.path();
     let label = spec.label();
-    let file = File::open(&path).map_err(|source| {
+    // Never blocks: a FIFO named by mistake (or malice) must not hang us.
+    let file = files::open_nonblocking(&path).map_err(|source| {
         if source.kind() == io::ErrorKind::NotFound {
             NetnsError::NotFound {
                 label: label.clone(),
@@ -125,15 +138,26 @@ pub fn enter(spec: &NetnsSpec) -> Result<NetnsInfo, NetnsError> {
             }
         }
     })?;
+    if let Some(what) = not_a_netns(&file) {
+        let hint = match (spec, what.as_str()) {
+            // `ip netns add` leaves an empty file when the mount failed, and
+            // `ip netns del` removes it.
+            (NetnsSpec::Name(name), "a regular file") => {
+                format!("; the namespace {name} is gone (remove the stale entry with `ip netns del {name}`)")
+            }
+            _ => String::new(),
+        };
+        return Err(NetnsError::NotNetns { path, what, hint });
+    }
     // SAFETY: setns on a descriptor we own for the duration of the call.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     if rc != 0 {
         let err = io::Error::last_os_error();
         return Err(match err.raw_os_error() {
             Some(libc::EPERM) => NetnsError::Permission { label },
-            // EINVAL: the file is not a network namespace (e.g. a regular file,
-            // or /run/netns/NAME left behind without its bind mount).
-            Some(libc::EINVAL) => NetnsError::NotNetns { path },
+            // EINVAL: a namespace of another type, on a kernel too old (< 4.11)
+            // to say which (NS_GET_NSTYPE).
+            Some(libc::EINVAL) => NetnsError::NotNetns { path, what: "another kind of namespace".to_string(), hint: String::new() },
             _ => NetnsError::Setns { label, source: err },
         });
     }
@@ -145,6 +169,41 @@ pub fn enter(spec: &NetnsSpec) -> Result<NetnsInfo, NetnsError> {
         },
         inode,
     })
+}
+
+/// `None` when `file` is a network namespace (or may be one: the kernel is
+/// too old to say); otherwise what it is, for the error message.
+fn not_a_netns(file: &File) -> Option<String> {
+    let fd = file.as_raw_fd();
+    // SAFETY: an all-zero statfs is a valid value of a plain C struct.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs fills `fs` from a descriptor we own.
+    if unsafe { libc::fstatfs(fd, &mut fs) } != 0 {
+        return None; // setns will tell
+    }
+    if fs.f_type as u64 != NSFS_MAGIC {
+        return Some(match file.metadata() {
+            Ok(meta) => files::kind_of(&meta).to_string(),
+            Err(_) => "not a namespace".to_string(),
+        });
+    }
+    // SAFETY: NS_GET_NSTYPE takes no argument and only returns a value.
+    let kind = unsafe { libc::ioctl(fd, libc::NS_GET_NSTYPE) };
+    let what = match kind {
+        // Unknown (ENOTTY before 4.11) or the right one: setns decides.
+        -1 => return None,
+        k if k == libc::CLONE_NEWNET => return None,
+        k if k == libc::CLONE_NEWNS => "a mount namespace",
+        k if k == libc::CLONE_NEWUTS => "a UTS namespace",
+        k if k == libc::CLONE_NEWIPC => "an IPC namespace",
+        k if k == libc::CLONE_NEWUSER => "a user namespace",
+        k if k == libc::CLONE_NEWPID => "a PID namespace",
+        k if k == libc::CLONE_NEWCGROUP => "a cgroup namespace",
+        // CLONE_NEWTIME (Linux 5.6), not in every libc.
+        0x80 => "a time namespace",
+        _ => "another kind of namespace",
+    };
+    Some(what.to_string())
 }
 
 #[cfg(test)]
@@ -174,14 +233,32 @@ mod tests {
         assert!(err.to_string().contains("ip netns list"));
     }
 
+    fn refusal(path: &Path) -> String {
+        let err = enter(&NetnsSpec::Path(path.to_path_buf())).unwrap_err();
+        assert!(matches!(err, NetnsError::NotNetns { .. }), "{}: {err:?}", path.display());
+        err.to_string()
+    }
+
     #[test]
     fn a_regular_file_is_not_a_namespace() {
-        let spec = NetnsSpec::parse("/proc/self/status").unwrap();
-        // As root this is EINVAL (not a namespace); unprivileged it is EPERM.
-        let err = enter(&spec).unwrap_err();
-        assert!(
-            matches!(err, NetnsError::NotNetns { .. } | NetnsError::Permission { .. }),
-            "{err:?}"
-        );
+        // Refused before setns, so with or without privileges.
+        let err = refusal(Path::new("/proc/self/status"));
+        assert_eq!(err, "/proc/self/status is a regular file, not a network namespace file");
+    }
+
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A FIFO with no writer: File::open would wait forever.
+        let err = refusal(&fifo);
+        assert!(err.ends_with("fifo is a FIFO, not a network namespace file"), "{err}");
+        assert!(refusal(Path::new("/dev/zero")).contains("is a character device, not"));
+        assert!(refusal(dir.path()).contains("is a directory, not"));
+        // A namespace file, but of another namespace type.
+        assert!(refusal(Path::new("/proc/self/ns/mnt")).contains("is a mount namespace, not"));
     }
 }

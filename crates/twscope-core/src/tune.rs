@@ -134,6 +134,12 @@ pub enum TuneError {
     Write { path: PathBuf, value: String, source: io::Error },
     #[error("cannot write {path}: {source} (nothing was written)")]
     Persist { path: PathBuf, source: io::Error },
+    #[error("{path} is {what}, not a regular file: give a path under /etc/sysctl.d/, e.g. /etc/sysctl.d/90-twscope.conf (nothing was written)")]
+    NotRegular {
+        path: PathBuf,
+        /// What is there: "a character device", "a symbolic link to /dev/null, a character device".
+        what: String,
+    },
 }
 
 /// Writes each change to `/proc/sys` of the calling thread's namespace, in
@@ -149,20 +155,79 @@ pub fn apply(changes: &[Change]) -> Result<(), TuneError> {
     Ok(())
 }
 
+/// The file [`persist`] would write for `path`, or why it will not: `path`
+/// itself when it is a regular file or does not exist yet, the file it leads
+/// to when it is a symbolic link to a regular file (the link is kept). A
+/// device node, FIFO, socket, directory, dangling link or a link to any of
+/// those is refused — as root, replacing `/dev/null` with a file would break
+/// the system. Call it before changing anything else.
+pub fn persist_target(path: &Path) -> Result<PathBuf, TuneError> {
+    let io_error = |source| TuneError::Persist { path: path.to_path_buf(), source };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path.to_path_buf()),
+        Err(e) => return Err(io_error(e)),
+    };
+    if meta.file_type().is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !meta.file_type().is_symlink() {
+        return Err(TuneError::NotRegular { path: path.to_path_buf(), what: crate::files::kind_of(&meta).to_string() });
+    }
+    let link = std::fs::read_link(path).map_err(io_error)?;
+    let target = match std::fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(TuneError::NotRegular {
+                path: path.to_path_buf(),
+                what: format!("a symbolic link to {}, which does not exist", link.display()),
+            })
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    let target_meta = std::fs::metadata(&target).map_err(io_error)?;
+    if target_meta.file_type().is_file() {
+        Ok(target)
+    } else {
+        Err(TuneError::NotRegular {
+            path: path.to_path_buf(),
+            what: format!("a symbolic link to {}, {}", target.display(), crate::files::kind_of(&target_meta)),
+        })
+    }
+}
+
 /// Writes a sysctl.d file with the changes atomically: a temporary file in the
 /// same directory, synced, then renamed over `path` — never a half-written file.
+/// When `path` is a symbolic link to a regular file, the file it leads to is
+/// replaced that way and the link stays; anything else that is not a regular
+/// file is refused ([`persist_target`]).
 pub fn persist(changes: &[Change], path: &Path) -> Result<(), TuneError> {
-    let error = |source| TuneError::Persist { path: path.to_path_buf(), source };
-    let dir = match path.parent() {
+    let target = persist_target(path)?;
+    let error = |source| TuneError::Persist { path: target.clone(), source };
+    let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // sysctl.d files are world-readable configuration; a file already there
+    // keeps its own permissions.
+    let mode = std::fs::metadata(&target).map_or(0o644, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
     let mut file = tempfile::Builder::new().prefix(".twscope-").tempfile_in(dir).map_err(error)?;
     file.write_all(remedies::sysctl_d(&proposed(changes)).as_bytes()).map_err(error)?;
     file.as_file().sync_all().map_err(error)?;
-    // sysctl.d files are world-readable configuration.
-    std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(error)?;
-    file.persist(path).map_err(|e| error(e.error))?;
+    std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(error)?;
+    // What we checked may have been swapped meanwhile: look again just before
+    // the rename (the temporary file is removed on the way out).
+    match std::fs::symlink_metadata(&target) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(TuneError::NotRegular { path: target.clone(), what: crate::files::kind_of(&meta).to_string() })
+        }
+        _ => {}
+    }
+    file.persist(&target).map_err(|e| error(e.error))?;
+    // The rename itself is durable once the directory is synced.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
     Ok(())
 }
 
@@ -247,8 +312,65 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
         // A directory that does not exist: an error naming the file, nothing written.
         let missing = dir.path().join("no/such/dir/x.conf");
-        let err = persist(&[change], &missing).unwrap_err();
+        let err = persist(std::slice::from_ref(&change), &missing).unwrap_err();
         assert!(err.to_string().contains("no/such/dir/x.conf"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A new file is created, world-readable; an existing one keeps its mode.
+        let new = dir.path().join("91-new.conf");
+        persist(std::slice::from_ref(&change), &new).unwrap();
+        let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+        assert_eq!(mode(&new), 0o644);
+        std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        persist(&[change], &new).unwrap();
+        assert_eq!(mode(&new), 0o640);
+    }
+
+    fn tw_reuse() -> Vec<Change> {
+        vec![Change { key: "net.ipv4.tcp_tw_reuse", current: "0".into(), proposed: "1".into(), why: String::new() }]
+    }
+
+    #[test]
+    fn persist_refuses_what_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.conf");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = persist(&tw_reuse(), &fifo).unwrap_err().to_string();
+        assert!(err.contains("fifo.conf is a FIFO, not a regular file: give a path under /etc/sysctl.d/"), "{err}");
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(&fifo).unwrap().file_type()));
+
+        let err = persist(&tw_reuse(), dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is a directory, not a regular file"), "{err}");
+
+        // Links: to a device, and to nothing.
+        let to_null = dir.path().join("null.conf");
+        std::os::unix::fs::symlink("/dev/null", &to_null).unwrap();
+        let err = persist(&tw_reuse(), &to_null).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link to /dev/null, a character device, not a regular file"), "{err}");
+        let dangling = dir.path().join("dangling.conf");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        let err = persist(&tw_reuse(), &dangling).unwrap_err().to_string();
+        assert!(err.contains("which does not exist"), "{err}");
+        assert!(!dir.path().join("nowhere").exists());
+        // Nothing else was left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn persist_writes_through_a_link_to_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let target = dir.path().join("real/90-twscope.conf");
+        std::fs::write(&target, "old\n").unwrap();
+        let link = dir.path().join("link.conf");
+        std::os::unix::fs::symlink("real/90-twscope.conf", &link).unwrap();
+        persist(&tw_reuse(), &link).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("real/90-twscope.conf"));
+        assert!(std::fs::read_to_string(&target).unwrap().ends_with("net.ipv4.tcp_tw_reuse = 1\n"));
+        // The temporary file went to the target's directory, and is gone.
+        assert_eq!(std::fs::read_dir(dir.path().join("real")).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

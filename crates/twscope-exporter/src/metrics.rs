@@ -56,6 +56,21 @@ pub struct ExporterStats {
     pub errors: u64,
     /// How long this snapshot took (dump + model), seconds.
     pub duration_s: f64,
+    /// The server's protections at work, since start.
+    pub protections: ProtectionCounts,
+}
+
+/// What the server's limits did, since start (see `server::Limits`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtectionCounts {
+    /// Idle connections closed to admit a new one at the connection cap.
+    pub evicted: u64,
+    /// Connections refused at the cap because every connection was busy.
+    pub refused: u64,
+    /// Connections closed for idleness or a slow request head or handshake.
+    pub timed_out: u64,
+    /// Requests answered 429 because the bcrypt queue was full.
+    pub auth_throttled: u64,
 }
 
 /// One row of the bounded destination table.
@@ -219,6 +234,11 @@ pub fn registry(status: &Status, report: &Report, max_destinations: usize, stats
     gauge_unit(&mut r, "scrape_duration", "Time the kernel dump and model took for this snapshot", Unit::Seconds, stats.duration_s);
     counter(&mut r, "dumps", "Kernel dumps made since start (concurrent scrapes share one)", stats.dumps);
     counter(&mut r, "scrape_errors", "Dumps that failed or timed out since start", stats.errors);
+    let p = stats.protections;
+    counter(&mut r, "exporter_connections_evicted", "Idle connections closed to admit a new one at --web.max-connections", p.evicted);
+    counter(&mut r, "exporter_connections_refused", "Connections refused at --web.max-connections with every connection busy", p.refused);
+    counter(&mut r, "exporter_connections_timed_out", "Connections closed for idleness or a slow request head or TLS handshake", p.timed_out);
+    counter(&mut r, "exporter_auth_throttled", "Requests answered 429: too many password checks waiting", p.auth_throttled);
     let build = Family::<BuildLabels, Gauge>::default();
     build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string(), netns: status.netns.name.clone() }).set(1);
     r.register("build_info", "twscope version and the network namespace it reads", build);

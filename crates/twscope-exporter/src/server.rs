@@ -85,6 +85,18 @@ impl Default for Limits {
     }
 }
 
+impl ServerStats {
+    /// The counters as plain numbers.
+    pub fn counts(&self) -> crate::metrics::ProtectionCounts {
+        crate::metrics::ProtectionCounts {
+            evicted: self.evicted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            timed_out: self.timed_out.load(Ordering::Relaxed),
+            auth_throttled: self.auth_throttled.load(Ordering::Relaxed),
+        }
+    }
+}
+
 impl Limits {
     /// Raises the soft descriptor limit to the hard one and lowers
     /// `max_connections` to fit under it with [`RESERVED_FDS`] to spare.
@@ -116,7 +128,8 @@ impl Limits {
     }
 }
 
-/// Counters of the protections at work, for the exporter's own metrics.
+/// Counters of the protections at work, exported as the
+/// `twscope_exporter_*_total` metrics.
 #[derive(Debug, Default)]
 pub struct ServerStats {
     /// Connections closed to make room for a new one at the cap.
@@ -137,8 +150,8 @@ pub struct Exporter {
     pub web: Option<WebConfig>,
     /// What a client may cost.
     pub limits: Limits,
-    /// The protections' counters.
-    pub stats: ServerStats,
+    /// The protections' counters (shared with the snapshots, which export them).
+    pub stats: Arc<ServerStats>,
     bcrypt: Semaphore,
     bcrypt_waiting: AtomicUsize,
     connections: Mutex<HashMap<u64, Arc<Connection>>>,
@@ -154,6 +167,7 @@ impl Exporter {
     /// An exporter serving `snapshots`, protected by `web`, within `limits`.
     pub fn new(snapshots: Snapshots, web: Option<WebConfig>, limits: Limits) -> Exporter {
         Exporter {
+            stats: snapshots.server_stats(),
             snapshots,
             web,
             bcrypt: Semaphore::new(limits.bcrypt_workers.max(1)),
@@ -162,7 +176,6 @@ impl Exporter {
             next_id: AtomicU64::new(0),
             overflow: Arc::new(Semaphore::new(OVERFLOW_LANE)),
             epoch: Instant::now(),
-            stats: ServerStats::default(),
             limits,
         }
     }
@@ -376,7 +389,11 @@ where
     };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(exporter.limits.header_timeout).max_buf_size(MAX_REQUEST_HEAD);
-    let _ = http.serve_connection(TokioIo::new(io), service).await;
+    if let Err(e) = http.serve_connection(TokioIo::new(io), service).await {
+        if e.is_timeout() {
+            exporter.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Serves one connection with every per-connection limit (head timeout,

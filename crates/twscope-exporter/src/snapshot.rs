@@ -15,7 +15,8 @@ use twscope_core::doctor;
 use twscope_core::netns::NetnsInfo;
 use twscope_core::status::{Status, StatusOptions};
 
-use crate::metrics::{self, ExporterStats};
+use crate::metrics::{self, ExporterStats, ProtectionCounts};
+use crate::server::ServerStats;
 
 /// What one dump produced, encoded once for every scrape that shares it.
 #[derive(Debug)]
@@ -55,6 +56,7 @@ pub struct Snapshots {
     cache: Arc<Mutex<Option<Arc<Snapshot>>>>,
     dumps: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
+    server: Arc<ServerStats>,
 }
 
 impl Snapshots {
@@ -64,7 +66,13 @@ impl Snapshots {
             cache: Arc::new(Mutex::new(None)),
             dumps: Arc::new(AtomicU64::new(0)),
             errors: Arc::new(AtomicU64::new(0)),
+            server: Arc::new(ServerStats::default()),
         }
+    }
+
+    /// The server's protection counters, exported with every snapshot.
+    pub fn server_stats(&self) -> Arc<ServerStats> {
+        self.server.clone()
     }
 
     /// Dumps made so far.
@@ -84,12 +92,13 @@ impl Snapshots {
         let (tx, rx) = oneshot::channel();
         let options = self.options.clone();
         let (dumps, errors) = (self.dumps.clone(), self.errors.clone());
+        let protections = self.server.counts();
         // The lock travels with the dump: later scrapes wait for this one.
         tokio::spawn(async move {
             let started = Instant::now();
             let n = dumps.fetch_add(1, Ordering::Relaxed) + 1;
             let errors_so_far = errors.load(Ordering::Relaxed);
-            let job = tokio::task::spawn_blocking(move || make(&options, n, errors_so_far, started));
+            let job = tokio::task::spawn_blocking(move || make(&options, n, errors_so_far, protections, started));
             let result = match job.await {
                 Ok(result) => result,
                 Err(e) => Err(SnapshotError::Dump(format!("dump thread failed: {e}"))),
@@ -115,10 +124,10 @@ impl Snapshots {
 }
 
 /// Runs on a blocking thread, in the namespace the process entered at start.
-fn make(options: &SnapshotOptions, dumps: u64, errors: u64, started: Instant) -> Result<Arc<Snapshot>, SnapshotError> {
+fn make(options: &SnapshotOptions, dumps: u64, errors: u64, protections: ProtectionCounts, started: Instant) -> Result<Arc<Snapshot>, SnapshotError> {
     let status = Status::collect(&options.status, options.netns.clone()).map_err(|e| SnapshotError::Dump(e.to_string()))?;
     let report = doctor::diagnose(&status);
-    let stats = ExporterStats { dumps, errors, duration_s: started.elapsed().as_secs_f64() };
+    let stats = ExporterStats { dumps, errors, duration_s: started.elapsed().as_secs_f64(), protections };
     let registry = metrics::registry(&status, &report, options.max_destinations, stats);
     let (openmetrics, text) = metrics::encode(&registry).map_err(|e| SnapshotError::Dump(format!("encoding: {e}")))?;
     Ok(Arc::new(Snapshot { finished: Instant::now(), openmetrics, text }))

@@ -13,7 +13,10 @@
 //! The client makes requests at `--rate`; twscope's own census of the client
 //! namespace is sampled every second; the onset the [`twscope_core::plan`]
 //! model predicts is set against the first `EADDRNOTAVAIL` observed.
-//! Both namespaces are removed when the run ends, however it ends (drop).
+//! Both namespaces are removed when the run ends, however it ends (drop) —
+//! except by SIGKILL, which runs no drop: their names carry the owner's pid and
+//! start time, so the next `twscope lab` (or `twscope lab --cleanup`) removes
+//! them ([`crate::netns::remove_leftovers`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,10 +133,11 @@ impl Default for LabOptions {
 }
 
 impl LabOptions {
-    /// The hard caps: a lab is small and short by construction.
+    /// The hard caps: a lab is small and short by construction, and it must
+    /// make at least one request (a run with none would report "FIXED").
     pub fn validate(&self) -> Result<(), String> {
         if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
-            return Err(format!("--rate must be between 0 and {MAX_RATE} requests/s"));
+            return Err(format!("--rate must be above 0 and at most {MAX_RATE} requests/s, not {}", number(self.rate)));
         }
         if self.duration.is_zero() || self.duration > Duration::from_secs(MAX_DURATION_S) {
             return Err(format!("--duration must be 1–{MAX_DURATION_S} s"));
@@ -144,7 +148,24 @@ impl LabOptions {
         if !(1..=1000).contains(&self.pool_size) {
             return Err("--pool-size must be 1–1000".to_string());
         }
+        if let Some(Fix::SourceIps(n)) = self.fix {
+            if !(1..=MAX_SOURCE_IPS).contains(&n) {
+                return Err(format!("--fix source-ips=N needs N from 1 to {MAX_SOURCE_IPS}, not {n}"));
+            }
+        }
+        if self.requests() == 0 {
+            return Err(format!(
+                "--rate {}/s for {} s makes no request (rate × duration rounds to 0): raise --rate or --duration",
+                number(self.rate),
+                number(self.duration.as_secs_f64())
+            ));
+        }
         Ok(())
+    }
+
+    /// Requests the client makes when none fails: rate × duration, rounded.
+    pub fn requests(&self) -> u64 {
+        (self.rate * self.duration.as_secs_f64()).round() as u64
     }
 
     /// The client's `ip_local_port_range`.
@@ -196,6 +217,15 @@ impl LabOptions {
             rate(self.rate),
             rate(self.rate * DEFAULT_RANGE_PORTS / ports)
         )
+    }
+}
+
+/// A number as typed: 50, 0.5, 1e-300 (never hundreds of zeros).
+fn number(value: f64) -> String {
+    if value != 0.0 && value.abs() < 1e-3 {
+        format!("{value:e}")
+    } else {
+        format!("{value}")
     }
 }
 
@@ -367,7 +397,7 @@ fn setup(options: &LabOptions, server_ns: &Netns, client_ns: &Netns, sources: &[
 
 /// The client's whole run, counted into `progress`.
 fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) {
-    let count = (options.rate * options.duration.as_secs_f64()).round() as u64;
+    let count = options.requests();
     match options.mode {
         Mode::PerRequest => {
             let churn = ChurnOptions {
@@ -522,5 +552,28 @@ mod tests {
         assert!(LabOptions { duration: Duration::from_secs(3600), ..LabOptions::default() }.validate().is_err());
         assert!(LabOptions { ports: 5, ..LabOptions::default() }.validate().is_err());
         assert!(LabOptions::default().validate().is_ok());
+    }
+
+    #[test]
+    fn inputs_that_make_no_request_are_refused() {
+        let base = LabOptions::default();
+        let err = LabOptions { rate: 1e-300, ..base.clone() }.validate().unwrap_err();
+        assert!(err.contains("--rate 1e-300/s for 30 s makes no request"), "{err}");
+        assert!(!err.contains('\n'));
+        // 0.01/s for 30 s is 0.3 requests: none; 0.05/s is 1.5: two.
+        assert!(LabOptions { rate: 0.01, ..base.clone() }.validate().is_err());
+        assert_eq!(LabOptions { rate: 0.05, ..base.clone() }.requests(), 2);
+        assert!(LabOptions { rate: 0.05, ..base.clone() }.validate().is_ok());
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::MIN_POSITIVE] {
+            assert!(LabOptions { rate, ..base.clone() }.validate().is_err(), "{rate}");
+        }
+        assert!(LabOptions { duration: Duration::ZERO, ..base.clone() }.validate().is_err());
+        assert!(LabOptions { pool_size: 0, mode: Mode::Pooled, ..base.clone() }.validate().is_err());
+        assert!(LabOptions { ports: 0, ..base.clone() }.validate().is_err());
+        assert!(LabOptions { ports: 9, ..base.clone() }.validate().is_err());
+        // Built by hand (the parser refuses it): no source address at all.
+        let err = LabOptions { fix: Some(Fix::SourceIps(0)), ..base.clone() }.validate().unwrap_err();
+        assert!(err.contains("source-ips"), "{err}");
+        assert!(LabOptions { fix: Some(Fix::SourceIps(MAX_SOURCE_IPS + 1)), ..base }.validate().is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! The parts to reproduce TCP ephemeral-port exhaustion on one machine, safely:
 //!
 //! - [`netns`] — throwaway network namespaces (`ip netns add`), removed on drop,
-//!   and [`enter_netns`] to move a thread into one.
+//!   and [`enter_netns`] to move a thread into one. Their names carry the
+//!   owner's pid and start time, so [`remove_leftovers`] can delete those a
+//!   killed process (SIGKILL) left behind, and only those.
 //! - [`server`] — a small TCP server that answers a request and lets the
 //!   client close first, so the *client* side collects TIME_WAIT sockets.
 //! - [`churn`] — a bounded client: open, (ask,) close, `count` times, at an
@@ -38,6 +40,6 @@ pub mod server;
 pub mod testing;
 
 pub use churn::{churn, churn_with, hold, ChurnOptions, ChurnStats, Progress};
-pub use netns::{enter_netns, Netns};
+pub use netns::{enter_netns, leftovers, remove_leftovers, Cleanup, Netns, NetnsName};
 pub use server::Server;
 pub use testing::require_root;

@@ -115,6 +115,10 @@ const SERVE_AFTER_HELP: &str = "\
 To let Prometheus on another host scrape it, listen on an address it reaches
 (--listen 0.0.0.0:9877) and protect it with --web.config.file (TLS, basic auth).
 Concurrent scrapes share one kernel dump; --min-interval caches it.
+No client can cost much: request heads are capped at 16 KiB, slow or idle
+connections time out, connections are capped below the open-file limit (the
+soft limit is raised to the hard one), and bcrypt checks run two at a time
+with a short queue (429 beyond it); only successful credentials are cached.
 Metrics are documented in the README.";
 
 #[derive(Debug, Clone, Args)]
@@ -147,6 +151,22 @@ pub struct ServeArgs {
     /// namespace. Needs CAP_SYS_ADMIN.
     #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
     pub netns: Option<NetnsSpec>,
+
+    /// Connections served at once; lowered to fit the open-file limit. At the
+    /// cap a new connection closes the one idle the longest.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Close a connection that moved no bytes for this many seconds (idle
+    /// keep-alive, silent or stalled clients).
+    #[arg(long = "web.idle-timeout", value_name = "SECS", default_value_t = 75.0)]
+    pub idle_timeout: f64,
+
+    /// Time a client has to send its request headers, and to finish a TLS
+    /// handshake, in seconds.
+    #[arg(long = "web.header-timeout", value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
 }
 
 const PLAN_AFTER_HELP: &str = "\
@@ -161,8 +181,9 @@ Examples:
   sudo twscope lab                                   per-request connections at 50/s into 1,000 ports
   sudo twscope lab --fix tw-reuse                    the same, fixed by tcp_tw_reuse=1
   sudo twscope lab --mode pooled                     the real fix: a connection pool
-Namespaces are removed at the end, on Ctrl-C and on error. Traffic stays on a veth
-pair between them (198.18.0.0/15, the benchmarking range).
+Namespaces are removed at the end, on Ctrl-C and on error; a run killed with
+SIGKILL leaves them, and the next run (or `twscope lab --cleanup`) removes them.
+Traffic stays on a veth pair between them (198.18.0.0/15, the benchmarking range).
 Exit codes: 0 no request failed, 1 requests failed for another reason, 2 ports ran out,
 3 error.";
 
@@ -264,7 +285,14 @@ pub struct LabArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub pool_size: usize,
 
-    /// Print one JSON object for the whole run instead of the timeline.
+    /// Only remove the namespaces of lab runs that were killed (SIGKILL) before
+    /// they could clean up — their owner process is gone — then exit. Every
+    /// run does this first anyway. Namespaces of running labs are never touched.
+    #[arg(long, conflicts_with_all = ["mode", "fix", "rate", "duration", "ports", "pool_size"])]
+    pub cleanup: bool,
+
+    /// Print one JSON object for the whole run instead of the timeline (with
+    /// --cleanup: the list of namespaces removed).
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 
 use twscope_core::text::{rate, thousands};
 use twscope_lab::lab::{LabOptions, LabReport, Mode, Tick, SERVER};
+use twscope_lab::Cleanup;
 
 pub fn header(o: &LabOptions) -> String {
     let mode = match o.mode {
@@ -64,4 +65,75 @@ pub fn summary(r: &LabReport) -> String {
         text.push_str("(interrupted: stopped early; namespaces removed)\n");
     }
     text
+}
+
+/// `twscope lab --cleanup`: one line per namespace removed ("nothing to clean
+/// up" when there was nothing to remove, and nothing failed).
+pub fn cleanup(cleanup: &Cleanup) -> String {
+    if cleanup.removed.is_empty() && cleanup.failed.is_empty() {
+        return "nothing to clean up\n".to_string();
+    }
+    cleanup.removed.iter().map(|name| format!("removed {name}\n")).collect()
+}
+
+/// One line for stderr when a run starts and removed leftovers; `None` when
+/// there was nothing to remove.
+pub fn cleanup_note(cleanup: &Cleanup) -> Option<String> {
+    let mut parts = Vec::new();
+    if !cleanup.removed.is_empty() {
+        parts.push(format!("removed {} left by killed runs: {}", namespaces(cleanup.removed.len()), cleanup.removed.join(", ")));
+    }
+    if let Some(failures) = cleanup_failures(&cleanup.failed) {
+        parts.push(failures);
+    }
+    (!parts.is_empty()).then(|| format!("twscope lab: {}", parts.join("; ")))
+}
+
+/// One line naming the leftovers that could not be removed, and why.
+pub fn cleanup_failures(failed: &[(String, String)]) -> Option<String> {
+    if failed.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = failed.iter().map(|(name, _)| name.as_str()).collect();
+    let mut reasons: Vec<String> = failed.iter().map(|(_, why)| why.replace('\n', " ")).collect();
+    reasons.dedup();
+    Some(format!(
+        "cannot remove {} left by killed runs ({}): {}",
+        namespaces(failed.len()),
+        names.join(", "),
+        reasons.join("; ")
+    ))
+}
+
+fn namespaces(n: usize) -> String {
+    if n == 1 {
+        "1 namespace".to_string()
+    } else {
+        format!("{n} namespaces")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleanup_reports() {
+        let none = Cleanup::default();
+        assert_eq!(cleanup(&none), "nothing to clean up\n");
+        assert_eq!(cleanup_note(&none), None);
+        let done = Cleanup { removed: vec!["twscope-lab-server-7-9-0".into(), "twscope-lab-client-7-9-1".into()], failed: vec![] };
+        assert_eq!(cleanup(&done), "removed twscope-lab-server-7-9-0\nremoved twscope-lab-client-7-9-1\n");
+        assert_eq!(
+            cleanup_note(&done).unwrap(),
+            "twscope lab: removed 2 namespaces left by killed runs: twscope-lab-server-7-9-0, twscope-lab-client-7-9-1"
+        );
+        let why = "removing a network namespace needs root".to_string();
+        let failed = Cleanup { removed: vec![], failed: vec![("a".into(), why.clone()), ("b".into(), why)] };
+        assert_eq!(cleanup(&failed), "");
+        assert_eq!(
+            cleanup_failures(&failed.failed).unwrap(),
+            "cannot remove 2 namespaces left by killed runs (a, b): removing a network namespace needs root"
+        );
+    }
 }

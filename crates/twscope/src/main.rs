@@ -113,6 +113,11 @@ fn run_doctor(args: &DoctorArgs) -> Result<u8, String> {
 }
 
 fn run_tune(args: &TuneArgs) -> Result<u8, String> {
+    // Refuse a --persist path that is not a regular file before anything is
+    // applied, and even when there is nothing to change.
+    if let Some(path) = &args.persist {
+        tune::persist_target(path).map_err(|e| e.to_string())?;
+    }
     let status = full_census(args.netns.as_ref())?;
     let changes = tune::recommend(&status, &doctor::diagnose(&status));
     if args.apply && !changes.is_empty() {
@@ -142,7 +147,7 @@ fn seconds(name: &str, value: f64) -> Result<std::time::Duration, String> {
 }
 
 fn run_serve(args: &ServeArgs) -> Result<u8, String> {
-    use twscope_exporter::{Exporter, SnapshotOptions, Snapshots, WebConfig};
+    use twscope_exporter::{Exporter, Limits, SnapshotOptions, Snapshots, WebConfig};
     let web = match &args.web_config_file {
         Some(path) => Some(WebConfig::load(path).map_err(|e| e.to_string())?),
         None => None,
@@ -152,6 +157,16 @@ fn run_serve(args: &ServeArgs) -> Result<u8, String> {
     if timeout.is_zero() {
         return Err("--timeout must be above 0".to_string());
     }
+    let mut limits = Limits {
+        header_timeout: seconds("--web.header-timeout", args.header_timeout)?,
+        idle_timeout: seconds("--web.idle-timeout", args.idle_timeout)?,
+        max_connections: args.max_connections as usize,
+        ..Limits::default()
+    };
+    if limits.header_timeout.is_zero() || limits.idle_timeout.is_zero() {
+        return Err("--web.header-timeout and --web.idle-timeout must be above 0".to_string());
+    }
+    let fd_limit = limits.fit_descriptor_limit().map_err(|e| e.to_string())?;
     // Bind here, in the current namespace; then enter the one to export, so
     // every thread started afterwards (the dumps) runs there.
     let listener = std::net::TcpListener::bind(args.listen)
@@ -160,6 +175,10 @@ fn run_serve(args: &ServeArgs) -> Result<u8, String> {
     let netns = enter(args.netns.as_ref())?;
     let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) { "https" } else { "http" };
     eprintln!("twscope serve: listening on {scheme}://{local}/metrics, exporting netns {}", netns.name);
+    eprintln!(
+        "twscope serve: at most {} connections (open-file limit {fd_limit}), idle timeout {:?}, header timeout {:?}",
+        limits.max_connections, limits.idle_timeout, limits.header_timeout
+    );
     let snapshots = Snapshots::new(SnapshotOptions {
         min_interval,
         timeout,
@@ -167,8 +186,11 @@ fn run_serve(args: &ServeArgs) -> Result<u8, String> {
         status: StatusOptions { top: 0, ..StatusOptions::default() },
         netns,
     });
+    // Blocking threads run dumps (one at a time) and bcrypt checks (bounded
+    // by Limits::bcrypt_workers): a handful is all they can use.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -181,7 +203,7 @@ fn run_serve(args: &ServeArgs) -> Result<u8, String> {
                     _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
                 }
             };
-            twscope_exporter::serve(listener, Exporter { snapshots, web }, shutdown).await
+            twscope_exporter::serve(listener, Exporter::new(snapshots, web, limits), shutdown).await
         })
         .map_err(|e| format!("serving failed: {e}"))?;
     Ok(0)
@@ -234,6 +256,15 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 }
 
 fn run_lab(args: &LabArgs) -> Result<u8, String> {
+    if args.cleanup {
+        let cleanup = twscope_lab::remove_leftovers().map_err(|e| e.to_string())?;
+        let text = if args.json { json(&cleanup.removed)? } else { lab_text::cleanup(&cleanup) };
+        write_stdout(&text)?;
+        return match lab_text::cleanup_failures(&cleanup.failed) {
+            Some(line) => Err(line),
+            None => Ok(0),
+        };
+    }
     let options = LabOptions {
         mode: args.mode.into(),
         fix: args.fix,
@@ -243,6 +274,19 @@ fn run_lab(args: &LabArgs) -> Result<u8, String> {
         pool_size: args.pool_size,
     };
     options.validate()?;
+    // Namespaces of runs killed before they could remove them (SIGKILL), as
+    // root only: without it lab::run refuses to start anyway.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        match twscope_lab::remove_leftovers() {
+            Ok(cleanup) => {
+                if let Some(line) = lab_text::cleanup_note(&cleanup) {
+                    eprintln!("{line}");
+                }
+            }
+            Err(e) => eprintln!("twscope lab: not looking for namespaces left by killed runs: {e}"),
+        }
+    }
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: installs a handler that only stores to an atomic.
         unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };

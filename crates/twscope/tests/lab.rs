@@ -5,13 +5,29 @@
 //! Needs root and iproute2; skips with a reason otherwise, unless
 //! `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure.
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use twscope_lab::require_root;
+use twscope_lab::{require_root, Netns, NetnsName};
+
+/// Every `twscope lab` run first removes the namespaces of killed runs, so a
+/// test that kills one and looks at what it left runs alone: it takes this
+/// for writing, every other run of the binary for reading.
+static KILLING: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    KILLING.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    KILLING.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Runs `twscope lab --json ARGS…` and returns its report and exit code.
 fn lab(args: &[&str]) -> (Value, i32) {
+    let _running = shared();
     let out = Command::new(env!("CARGO_BIN_EXE_twscope")).arg("lab").arg("--json").args(args).output().unwrap();
     let code = out.status.code().unwrap();
     assert!(code <= 2, "twscope lab {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -38,11 +54,150 @@ fn assert_cleaned_up() {
     assert!(!pid_free.lines().any(|l| l.starts_with("twscope-lab-") && !is_running(l)), "left behind:\n{pid_free}");
 }
 
-/// Whether the process that named namespace `line` (twscope-lab-ROLE-PID-N) runs.
+/// Whether the process that named namespace `line`
+/// (twscope-lab-ROLE-PID-START-N) runs.
 fn is_running(line: &str) -> bool {
     let name = line.split_whitespace().next().unwrap_or("");
-    let pid = name.rsplit('-').nth(1).unwrap_or("");
-    std::path::Path::new("/proc").join(pid).exists()
+    NetnsName::parse(name).is_some_and(|n| n.owner_alive())
+}
+
+/// The names `ip netns list` shows.
+fn netns_list() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(out.status.success(), "ip netns list: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
+}
+
+/// Starts `twscope lab` (text output, discarded) and waits until both of its
+/// namespaces exist; returns the process and their names.
+fn start_lab(args: &[&str]) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .arg("lab")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut ours: Vec<String> = netns_list()
+            .into_iter()
+            .filter(|name| NetnsName::parse(name).is_some_and(|n| n.pid == child.id() && n.tag.starts_with("lab-")))
+            .collect();
+        if ours.len() == 2 {
+            ours.sort();
+            return (child, ours);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("twscope lab exited ({status}) before its namespaces appeared");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("twscope lab's namespaces did not appear within 15 s: {:?}", netns_list());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `kill -9 PID`, reaped: no drop runs, so the namespaces stay.
+fn kill_9(mut child: Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill has no memory preconditions; the child is ours and unreaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill -9 {pid}");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status}");
+}
+
+/// A namespace the test made with a name that is not twscope's format;
+/// removed on drop.
+struct Foreign(String);
+
+impl Foreign {
+    fn new(name: String) -> Foreign {
+        let out = Command::new("ip").args(["netns", "add", &name]).output().unwrap();
+        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        Foreign(name)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Namespaces of a killed run, and two that must survive any cleanup: one of
+/// ours whose owner (this test process) is alive, one whose name is not ours.
+fn killed_run_and_bystanders(test: &str) -> (Vec<String>, Netns, Foreign) {
+    let alive = Netns::new("bystander").unwrap();
+    let foreign = Foreign::new(format!("twscope-{test}-{}", std::process::id()));
+    let (child, killed) = start_lab(&["--duration", "30", "--rate", "50"]);
+    kill_9(child);
+    let after = netns_list();
+    for name in &killed {
+        assert!(after.contains(name), "{name} vanished without a cleanup: {after:?}");
+    }
+    (killed, alive, foreign)
+}
+
+fn assert_bystanders_untouched(alive: &Netns, foreign: &Foreign) {
+    let after = netns_list();
+    assert!(after.iter().any(|n| n == alive.name()), "{} (live owner) was removed: {after:?}", alive.name());
+    assert!(after.contains(&foreign.0), "{} (not our name) was removed: {after:?}", foreign.0);
+}
+
+#[test]
+fn cleanup_removes_what_a_killed_lab_left_and_nothing_else() {
+    if !require_root("cleanup_removes_what_a_killed_lab_left_and_nothing_else") {
+        return;
+    }
+    let _alone = exclusive();
+    let (killed, alive, foreign) = killed_run_and_bystanders("cleanup");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope")).args(["lab", "--cleanup", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let removed: Vec<String> = serde_json::from_slice(&out.stdout).expect("a JSON list of names");
+    for name in &killed {
+        assert!(removed.contains(name), "{name} not in {removed:?}");
+    }
+    assert!(!removed.iter().any(|n| n == alive.name() || *n == foreign.0), "{removed:?}");
+    let after = netns_list();
+    assert!(!killed.iter().any(|n| after.contains(n)), "still there: {after:?}");
+    assert_bystanders_untouched(&alive, &foreign);
+
+    // Nothing left: said in words, exit 0.
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope")).args(["lab", "--cleanup"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "nothing to clean up\n");
+    assert_bystanders_untouched(&alive, &foreign);
+}
+
+#[test]
+fn a_new_lab_removes_what_a_killed_one_left() {
+    if !require_root("a_new_lab_removes_what_a_killed_one_left") {
+        return;
+    }
+    let _alone = exclusive();
+    let (killed, alive, foreign) = killed_run_and_bystanders("next-run");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .args(["lab", "--json", "--duration", "1", "--rate", "20"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the run's JSON report");
+    assert_eq!(report["requests_ok"], 20, "{report}");
+    // One line on stderr says what was removed.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("twscope lab: removed "), "{err}");
+    for name in &killed {
+        assert!(err.contains(name.as_str()), "{err} does not name {name}");
+    }
+    let after = netns_list();
+    assert!(!killed.iter().any(|n| after.contains(n)), "still there: {after:?}");
+    assert_bystanders_untouched(&alive, &foreign);
 }
 
 #[test]
@@ -160,5 +315,25 @@ fn lab_options_are_checked_before_anything_is_created() {
         assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(mentions), "{err:?} should mention {mentions}");
+    }
+}
+
+#[test]
+fn a_lab_that_makes_no_request_is_refused() {
+    for (args, mentions) in [
+        (&["--rate", "1e-300"][..], "makes no request"),
+        (&["--rate", "0.01", "--duration", "10"][..], "makes no request"),
+        (&["--rate", "0"][..], "--rate"),
+        (&["--rate", "NaN"][..], "--rate"),
+        (&["--mode", "pooled", "--pool-size", "0"][..], "--pool-size"),
+        (&["--ports", "0"][..], "--ports"),
+        (&["--duration", "0"][..], "--duration"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_twscope")).arg("lab").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(mentions), "{err:?} should mention {mentions}");
+        assert!(out.stdout.is_empty(), "{args:?} printed a report");
     }
 }
