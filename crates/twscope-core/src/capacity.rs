@@ -136,6 +136,14 @@ pub fn close_rate(time_wait_age: &[u32; AGE_BUCKETS], window_s: u32) -> f64 {
 /// Within the next `hold_s` seconds the blocking count is a falling step
 /// function (expiries) plus a rising line (arrivals); after that it is flat,
 /// so if the budget is not reached by then it never is.
+///
+/// Second by second, the TIME_WAIT sockets still blocking during
+/// `[second, second + 1)` are those of the age buckets `b` with
+/// `b + second < hold_s`. While every bucket still blocks
+/// (`second + AGE_BUCKETS − 1 < hold_s`) that count is constant, so that
+/// segment is solved in closed form and only the last `AGE_BUCKETS` seconds
+/// are stepped through: O(`AGE_BUCKETS`) whatever `hold_s` is. A hold time
+/// beyond 2^52 s (or infinite) never reaches its expiries.
 pub fn exhaustion_eta(
     time_wait_age: &[u32; AGE_BUCKETS],
     other_in_use: u64,
@@ -143,18 +151,45 @@ pub fn exhaustion_eta(
     rate: f64,
     hold_s: f64,
 ) -> Option<f64> {
-    let available = available as f64;
-    let mut second = 0usize;
+    // Up to here every second is an exact integer in f64 and in u64.
+    const EXACT_SECONDS: f64 = (1u64 << 52) as f64;
+    if hold_s.is_nan() || hold_s <= 0.0 {
+        return None; // no second is inside the hold time
+    }
+    let available = f64::from(available);
+    let total: u64 = time_wait_age.iter().map(|&n| u64::from(n)).sum();
+    let missing_with = |blocking: u64| available - other_in_use.saturating_add(blocking) as f64;
+
+    // Seconds 0 .. all_block: the integers s with s + AGE_BUCKETS − 1 < hold_s.
+    let all_block = (hold_s.ceil() - (AGE_BUCKETS - 1) as f64).max(0.0);
+    if all_block > 0.0 {
+        let missing = missing_with(total);
+        if missing <= 0.0 {
+            return Some(0.0);
+        }
+        if rate > 0.0 {
+            // The budget runs out at `when`, inside second floor(when), if
+            // that second is still in the segment.
+            let when = missing / rate;
+            if when < all_block {
+                return Some(when);
+            }
+        }
+    }
+    if hold_s > EXACT_SECONDS {
+        return None;
+    }
+
+    // The tail: at most AGE_BUCKETS − 1 seconds in which buckets expire.
+    let mut second = all_block as u64;
+    let mut blocking_buckets = AGE_BUCKETS;
+    let mut still_blocking = total;
     while (second as f64) < hold_s {
-        // TIME_WAIT sockets still blocking during [second, second + 1):
-        // those in an age bucket b with b + second < hold_s.
-        let still_blocking: u64 = time_wait_age
-            .iter()
-            .enumerate()
-            .take_while(|(bucket, _)| ((bucket + second) as f64) < hold_s)
-            .map(|(_, &n)| u64::from(n))
-            .sum();
-        let missing = available - (other_in_use + still_blocking) as f64;
+        while blocking_buckets > 0 && ((blocking_buckets as u64 - 1 + second) as f64) >= hold_s {
+            blocking_buckets -= 1;
+            still_blocking -= u64::from(time_wait_age[blocking_buckets]);
+        }
+        let missing = missing_with(still_blocking);
         if missing <= 0.0 {
             return Some(second as f64);
         }
@@ -374,6 +409,121 @@ mod tests {
         assert_eq!(on.severity, Severity::Ok);
         // Utilization still reports what holds a port in the socket table.
         assert_eq!(on.utilization, off.utilization);
+    }
+
+    /// The forecast as it was first written: one step per second of `hold_s`.
+    /// Kept as the reference the closed form must agree with.
+    fn exhaustion_eta_stepwise(
+        time_wait_age: &[u32; AGE_BUCKETS],
+        other_in_use: u64,
+        available: u32,
+        rate: f64,
+        hold_s: f64,
+    ) -> Option<f64> {
+        let available = available as f64;
+        let mut second = 0usize;
+        while (second as f64) < hold_s {
+            let still_blocking: u64 = time_wait_age
+                .iter()
+                .enumerate()
+                .take_while(|(bucket, _)| ((bucket + second) as f64) < hold_s)
+                .map(|(_, &n)| u64::from(n))
+                .sum();
+            let missing = available - (other_in_use + still_blocking) as f64;
+            if missing <= 0.0 {
+                return Some(second as f64);
+            }
+            if rate > 0.0 {
+                let when = missing / rate;
+                let step_end = ((second + 1) as f64).min(hold_s);
+                if when < step_end {
+                    return Some(when.max(second as f64));
+                }
+            }
+            second += 1;
+        }
+        None
+    }
+
+    #[test]
+    fn the_closed_form_forecast_equals_the_stepwise_one() {
+        // xorshift: deterministic, no dev-dependency needed.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let holds = [
+            0.0, -1.0, f64::NAN, 1e-9, 0.001, 0.5, 1.0, 1.5, 2.0, 30.0, 58.0, 58.5, 59.0, 59.000_001, 59.5, 60.0,
+            60.25, 61.0, 118.9, 119.0, 120.0, 121.5, 300.0, 3600.0,
+        ];
+        let rates = [0.0, -5.0, f64::NAN, 1e-300, 0.01, 1.0, 3.0, 49.999, 50.0, 333.3, 1e4, 1e9, f64::INFINITY];
+        let mut compared = 0;
+        for case in 0..60_000u32 {
+            let mut age = [0u32; AGE_BUCKETS];
+            // Empty, sparse, ramps and dense histograms, small and huge counts.
+            let shape = next() % 4;
+            for (i, bucket) in age.iter_mut().enumerate() {
+                *bucket = match shape {
+                    0 => 0,
+                    1 if next() % 8 == 0 => (next() % 2000) as u32,
+                    1 => 0,
+                    2 => (i as u32 * 7) % 101,
+                    _ => (next() % 500) as u32,
+                };
+            }
+            if next() % 50 == 0 {
+                age[(next() as usize) % AGE_BUCKETS] = u32::MAX;
+            }
+            let other = if next() % 3 == 0 { 0 } else { next() % 5_000 };
+            let available = match next() % 5 {
+                0 => 0,
+                1 => (next() % 100) as u32,
+                2 => 28_232,
+                3 => u32::MAX,
+                _ => (next() % 70_000) as u32,
+            };
+            let hold = if case % 2 == 0 {
+                holds[(next() as usize) % holds.len()]
+            } else {
+                (next() % 200_000) as f64 / 1000.0 // 0–200 s, fractional
+            };
+            let rate = if case % 3 == 0 {
+                rates[(next() as usize) % rates.len()]
+            } else {
+                (next() % 10_000_000) as f64 / 1000.0
+            };
+            let fast = exhaustion_eta(&age, other, available, rate, hold);
+            let slow = exhaustion_eta_stepwise(&age, other, available, rate, hold);
+            assert_eq!(
+                fast.map(f64::to_bits),
+                slow.map(f64::to_bits),
+                "age {age:?} other {other} available {available} rate {rate} hold {hold}: {fast:?} vs {slow:?}"
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, 60_000);
+    }
+
+    #[test]
+    fn huge_hold_times_finish_at_once() {
+        let mut age = [0u32; AGE_BUCKETS];
+        age[0] = 10;
+        // `plan --time-wait 1e12` looped for hours; now it is a division.
+        assert_eq!(exhaustion_eta(&age, 0, 1000, 1.0, 1e12), Some(990.0));
+        assert_eq!(exhaustion_eta(&age, 0, 1000, 0.0, 1e12), None);
+        assert_eq!(exhaustion_eta(&age, 0, 1000, 1e-12, 1e12), None); // 9.9e14 s > 1e12 s
+        assert_eq!(exhaustion_eta(&age, 0, 1000, 1.0, f64::INFINITY), Some(990.0));
+        assert_eq!(exhaustion_eta(&age, 0, 1000, 0.0, f64::INFINITY), None);
+        assert_eq!(exhaustion_eta(&age, 0, 1000, 1.0, f64::MAX), Some(990.0));
+        assert_eq!(exhaustion_eta(&age, 0, 5, 1.0, 1e300), Some(0.0));
+        // Just below the exact-integer limit the tail is still stepped through.
+        let hold = (1u64 << 52) as f64;
+        assert_eq!(exhaustion_eta(&age, 0, 1000, 1e-30, hold), None);
+        // No overflow with counts at their limits.
+        assert_eq!(exhaustion_eta(&[u32::MAX; AGE_BUCKETS], u64::MAX, u32::MAX, 1.0, 60.0), Some(0.0));
     }
 
     #[test]

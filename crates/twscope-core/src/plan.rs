@@ -26,6 +26,16 @@ use crate::text::thousands;
 /// are privileged and belong to servers.
 pub const WIDEST_RANGE: (u16, u16) = (1024, 65535);
 
+/// Highest rate `plan` accepts, connections/s: far beyond any real host (one
+/// core churns some 15,000/s), and low enough that every product stays exact.
+pub const MAX_RATE_PER_S: f64 = 100_000_000.0;
+/// Longest TIME_WAIT `plan` accepts, seconds (Linux: 60, fixed).
+pub const MAX_TIME_WAIT_S: f64 = 3600.0;
+/// Shortest TIME_WAIT `plan` accepts, seconds: the 1 ms floor of the reuse delay.
+pub const MIN_TIME_WAIT_S: f64 = 0.001;
+/// Longest request latency `plan` accepts, ms (an hour).
+pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
+
 /// A workload and the host it runs on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
@@ -65,10 +75,17 @@ impl Workload {
         }
     }
 
-    /// Checks the inputs; the message says which one is wrong.
+    /// Checks the inputs; the message says which one is wrong. Within these
+    /// bounds every number [`Workload::plan`] computes is finite and exact.
     pub fn validate(&self) -> Result<(), String> {
         if !self.rate_per_s.is_finite() || self.rate_per_s < 0.0 {
             return Err(format!("the rate must be a number of connections per second ≥ 0, not {}", self.rate_per_s));
+        }
+        if self.rate_per_s > MAX_RATE_PER_S {
+            return Err(format!(
+                "a rate of {} connections/s is beyond any real host: give at most 100,000,000",
+                shown(self.rate_per_s)
+            ));
         }
         if self.destinations == 0 || self.source_ips == 0 {
             return Err("destinations and source addresses must be at least 1".to_string());
@@ -79,8 +96,20 @@ impl Workload {
         if !(self.time_wait_s > 0.0 && self.time_wait_s.is_finite()) {
             return Err("--time-wait must be a positive number of seconds".to_string());
         }
+        if !(MIN_TIME_WAIT_S..=MAX_TIME_WAIT_S).contains(&self.time_wait_s) {
+            return Err(format!(
+                "--time-wait {} is out of range: give 0.001 to 3600 seconds (Linux's is 60)",
+                shown(self.time_wait_s)
+            ));
+        }
         if !(self.latency_ms >= 0.0 && self.latency_ms.is_finite()) {
             return Err("--latency-ms must be a number of milliseconds ≥ 0".to_string());
+        }
+        if self.latency_ms > MAX_LATENCY_MS {
+            return Err(format!(
+                "--latency-ms {} is out of range: give at most 3,600,000 (an hour)",
+                shown(self.latency_ms)
+            ));
         }
         Ok(())
     }
@@ -112,18 +141,22 @@ impl Workload {
         let utilization = if ports_available == 0 { 1.0 } else { ports_needed as f64 / ports_available as f64 };
         let severity = if sustainable { Thresholds::default().classify(utilization) } else { Severity::Critical };
         let max_rate = max_sustainable_rate(ports_per_source, hold_s) * f64::from(self.source_ips);
+        // `as` saturates (and maps NaN to 0): no wrap even for unvalidated input.
         let pool_size = ((rate_per_destination * self.latency_ms / 1000.0).ceil() as u64).max(1);
+        let headroom = i64::try_from(ports_available)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(ports_needed).unwrap_or(i64::MAX));
         Plan {
             rate_per_s: self.rate_per_s,
             rate_per_destination_per_s: rate_per_destination,
             hold_s,
             ports_needed,
-            sockets_needed_total: ports_needed * u64::from(self.destinations),
+            sockets_needed_total: ports_needed.saturating_mul(u64::from(self.destinations)),
             ports_per_source,
             ports_available,
             max_rate_per_s: max_rate,
             max_total_rate_per_s: max_rate * f64::from(self.destinations),
-            headroom: ports_available as i64 - ports_needed as i64,
+            headroom,
             utilization,
             sustainable,
             exhaustion_s,
@@ -139,7 +172,7 @@ impl Workload {
         let per_source = u64::from(self.budget(self.range).available());
         let mut remedies = vec![Remedy {
             kind: RemedyKind::Pool,
-            sufficient: pool_size <= per_source * u64::from(self.source_ips),
+            sufficient: pool_size <= per_source.saturating_mul(u64::from(self.source_ips)),
             change: format!("reuse connections: a pool of {pool_size} per destination"),
             detail: format!(
                 "Little's law: {:.0} requests/s × {} ms each = {pool_size} connections busy at once; a pool that \
@@ -164,15 +197,25 @@ impl Workload {
         }
         let widest = self.budget(WIDEST_RANGE).available();
         let sources = u64::from(self.source_ips);
-        let range = if u64::from(widest) * sources < ports_needed {
+        let enough = |low: u16| {
+            u64::from(self.budget((low, WIDEST_RANGE.1)).available()).saturating_mul(sources) >= ports_needed
+        };
+        let range = if !enough(WIDEST_RANGE.0) {
             None
         } else {
-            // The narrowest range ending at 65535 that holds enough ports.
-            let mut low = WIDEST_RANGE.1;
-            while u64::from(self.budget((low, WIDEST_RANGE.1)).available()) * sources < ports_needed {
-                low -= 1;
+            // The narrowest range ending at 65535 that holds enough ports: the
+            // highest `low` that is enough. Ports only grow as `low` falls, so
+            // bisect (16 steps, not one per port).
+            let (mut enough_low, mut short_low) = (WIDEST_RANGE.0, u32::from(WIDEST_RANGE.1) + 1);
+            while u32::from(enough_low) + 1 < short_low {
+                let mid = ((u32::from(enough_low) + short_low) / 2) as u16;
+                if enough(mid) {
+                    enough_low = mid;
+                } else {
+                    short_low = u32::from(mid);
+                }
             }
-            Some(low.min(self.range.0))
+            Some(enough_low.min(self.range.0))
         };
         remedies.push(match range {
             Some(low) => Remedy {
@@ -211,6 +254,15 @@ impl Workload {
             });
         }
         remedies
+    }
+}
+
+/// A number as given, but `1e300` rather than its 301 digits.
+fn shown(x: f64) -> String {
+    if x.abs() >= 1e9 || (x != 0.0 && x.abs() < 1e-4) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
     }
 }
 
@@ -350,6 +402,105 @@ mod tests {
         assert!(!range.sufficient);
         // A sustainable workload needs no remedy.
         assert!(default_range(100.0).plan().remedies.is_empty());
+    }
+
+    /// The range remedy as it was first written: one step per port.
+    fn narrowest_low_stepwise(w: &Workload, ports_needed: u64) -> Option<u16> {
+        let sources = u64::from(w.source_ips);
+        if u64::from(w.budget(WIDEST_RANGE).available()) * sources < ports_needed {
+            return None;
+        }
+        let mut low = WIDEST_RANGE.1;
+        while u64::from(w.budget((low, WIDEST_RANGE.1)).available()) * sources < ports_needed {
+            low -= 1;
+        }
+        Some(low.min(w.range.0))
+    }
+
+    #[test]
+    fn the_range_remedy_bisects_to_the_same_answer() {
+        let reserved = PortRanges::parse("1024-2000,30000-32999,40000-40099,50000,60000-61000,65535").unwrap();
+        for (rate, sources, reserved) in [
+            (1000.0, 1, PortRanges::default()),
+            (1000.0, 1, reserved.clone()),
+            (900.0, 2, reserved.clone()),
+            (5000.0, 7, reserved.clone()),
+            (1050.0, 1, reserved.clone()),
+            (1070.0, 1, PortRanges::default()),
+            (0.02, 1, PortRanges::default()),
+            (1e6, 1, PortRanges::default()),
+        ] {
+            let w = Workload { source_ips: sources, ..Workload::new(rate, (32768, 60999), reserved) };
+            let plan = w.plan();
+            let Some(range) = plan.remedies.iter().find(|r| r.kind == RemedyKind::PortRange) else {
+                assert!(plan.sustainable);
+                continue;
+            };
+            let expected = match narrowest_low_stepwise(&w, plan.ports_needed) {
+                Some(low) => format!("net.ipv4.ip_local_port_range = {low} 65535"),
+                None => "net.ipv4.ip_local_port_range = 1024 65535".to_string(),
+            };
+            assert_eq!(range.change, expected, "rate {rate} sources {sources}");
+        }
+        // Every needed count from 0 to beyond the widest range, reserved ports or not.
+        for reserved in [PortRanges::default(), reserved] {
+            let w = Workload { source_ips: 1, ..Workload::new(1.0, (32768, 60999), reserved) };
+            for needed in (0..70_000u64).step_by(97) {
+                let bisected = {
+                    let plan_range =
+                        w.remedies(needed, 1).into_iter().find(|r| r.kind == RemedyKind::PortRange).unwrap();
+                    plan_range.sufficient.then(|| {
+                        plan_range
+                            .change
+                            .trim_start_matches("net.ipv4.ip_local_port_range = ")
+                            .split(' ')
+                            .next()
+                            .unwrap()
+                            .parse::<u16>()
+                            .unwrap()
+                    })
+                };
+                assert_eq!(bisected, narrowest_low_stepwise(&w, needed), "needed {needed}");
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_inputs_are_refused_and_unvalidated_ones_do_not_wrap() {
+        for (w, mentions) in [
+            (default_range(1e18), "100,000,000"),
+            (default_range(1e300), "100,000,000"),
+            (default_range(f64::INFINITY), "rate"),
+            (Workload { time_wait_s: 1e12, ..default_range(1.0) }, "--time-wait"),
+            (Workload { time_wait_s: 3600.5, ..default_range(1.0) }, "--time-wait"),
+            (Workload { time_wait_s: 1e-9, ..default_range(1.0) }, "--time-wait"),
+            (Workload { latency_ms: 3_600_001.0, ..default_range(1.0) }, "--latency-ms"),
+        ] {
+            let message = w.validate().unwrap_err();
+            assert!(message.contains(mentions), "{message:?} should mention {mentions:?}");
+            assert_eq!(message.lines().count(), 1, "{message:?}");
+            assert!(message.len() < 120, "short enough to read: {message:?}");
+        }
+        // The limits themselves are accepted.
+        let w = Workload {
+            destinations: 1,
+            time_wait_s: MAX_TIME_WAIT_S,
+            latency_ms: MAX_LATENCY_MS,
+            ..default_range(MAX_RATE_PER_S)
+        };
+        w.validate().unwrap();
+        let plan = w.plan();
+        assert_eq!(plan.ports_needed, 360_000_000_000);
+        assert_eq!(plan.headroom, 28_232 - 360_000_000_000);
+        assert_eq!(plan.pool_size, 360_000_000_000);
+        // Unvalidated input (the library does not force validate): no overflow
+        // panic, saturated instead of wrapped.
+        let plan = Workload { destinations: 2, ..default_range(1e18) }.plan();
+        assert_eq!(plan.sockets_needed_total, u64::MAX);
+        assert!(plan.headroom < 0);
+        assert!(!plan.sustainable);
+        let plan = Workload { destinations: u32::MAX, source_ips: u32::MAX, ..default_range(1e300) }.plan();
+        assert!(plan.headroom < 0 && !plan.sustainable);
     }
 
     #[test]

@@ -422,7 +422,7 @@ pub fn parse_batch(
                     if payload.len() >= 4 {
                         let code = read_u32(payload, 0) as i32;
                         if code < 0 {
-                            return Err(DumpError::Kernel(io::Error::from_raw_os_error(-code)));
+                            return Err(kernel_error(code, offset));
                         }
                     }
                     return Ok(Progress::Done);
@@ -436,9 +436,7 @@ pub fn parse_batch(
                     }
                     let code = read_u32(payload, 0) as i32;
                     if code != 0 {
-                        return Err(DumpError::Kernel(io::Error::from_raw_os_error(
-                            code.unsigned_abs() as i32,
-                        )));
+                        return Err(kernel_error(code, offset));
                     }
                     // code 0 is an ACK: nothing to report.
                 }
@@ -459,6 +457,23 @@ pub fn parse_batch(
         offset += (msg_len + 3) & !3;
     }
     Ok(Progress::More)
+}
+
+/// Highest errno the kernel can report (`MAX_ERRNO` in `<linux/err.h>`).
+const MAX_ERRNO: u32 = 4095;
+
+/// The error an `NLMSG_ERROR` or `NLMSG_DONE` code stands for. The kernel
+/// sends a negated errno (`-EPERM`); a positive one is tolerated. A code whose
+/// magnitude is not a real errno (0, or above 4095, e.g. `i32::MIN`) is a
+/// malformed message — never an overflow.
+fn kernel_error(code: i32, offset: usize) -> DumpError {
+    match code.unsigned_abs() {
+        errno @ 1..=MAX_ERRNO => DumpError::Kernel(io::Error::from_raw_os_error(errno as i32)),
+        _ => DumpError::Malformed {
+            offset,
+            what: "netlink error code outside the errno range 1-4095",
+        },
+    }
 }
 
 /// Decodes an `inet_diag_msg`. `None` = malformed; `Some(None)` = a state
@@ -635,6 +650,33 @@ mod tests {
         // An ACK (error 0) is not an error.
         let buf = encode_control(libc::NLMSG_ERROR as u16, 0, 3);
         assert_eq!(collect(&buf, 3).0.unwrap(), Progress::More);
+    }
+
+    #[test]
+    fn error_codes_outside_the_errno_range_are_malformed_not_a_panic() {
+        for msg_type in [libc::NLMSG_DONE as u16, libc::NLMSG_ERROR as u16] {
+            for code in [i32::MIN, i32::MIN + 1, -4096, -100_000] {
+                let buf = encode_control(msg_type, code, 3);
+                match collect(&buf, 3).0 {
+                    Err(DumpError::Malformed { offset: 0, what }) => assert!(what.contains("errno range"), "{what}"),
+                    other => panic!("type {msg_type} code {code}: expected Malformed, got {other:?}"),
+                }
+            }
+            // The edge of the range is still a kernel error.
+            let buf = encode_control(msg_type, -4095, 3);
+            match collect(&buf, 3).0 {
+                Err(DumpError::Kernel(e)) => assert_eq!(e.raw_os_error(), Some(4095)),
+                other => panic!("type {msg_type}: expected a kernel error, got {other:?}"),
+            }
+        }
+        // NLMSG_ERROR: a positive errno is tolerated, a huge positive one is not.
+        let buf = encode_control(libc::NLMSG_ERROR as u16, libc::EPERM, 3);
+        assert!(matches!(collect(&buf, 3).0, Err(DumpError::Kernel(e)) if e.raw_os_error() == Some(libc::EPERM)));
+        let buf = encode_control(libc::NLMSG_ERROR as u16, i32::MAX, 3);
+        assert!(matches!(collect(&buf, 3).0, Err(DumpError::Malformed { .. })));
+        // NLMSG_DONE with a non-negative payload ends the dump as before.
+        let buf = encode_control(libc::NLMSG_DONE as u16, i32::MAX, 3);
+        assert_eq!(collect(&buf, 3).0.unwrap(), Progress::Done);
     }
 
     #[test]

@@ -388,7 +388,12 @@ where
         })
     };
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(exporter.limits.header_timeout).max_buf_size(MAX_REQUEST_HEAD);
+    // half_close: a client that sends its request and then shuts down its
+    // write side (printf … | nc -N) still gets the answer.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(exporter.limits.header_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .half_close(true);
     if let Err(e) = http.serve_connection(TokioIo::new(io), service).await {
         if e.is_timeout() {
             exporter.stats.timed_out.fetch_add(1, Ordering::Relaxed);

@@ -251,8 +251,8 @@ fn parse_tls(text: &str, value: &Value, base_dir: &Path) -> Result<Arc<ServerCon
             None => return Err(format!("{}: option names must be strings", at(text, Some("tls_server_config")))),
         };
         match v.as_str().filter(|s| !s.is_empty()) {
-            Some(s) => *slot = Some(base_dir.join(s)),
-            None => return Err(format!("{}: {} must be a file path", at(text, k.as_str()), k.as_str().unwrap_or("?"))),
+            Some(s) if !s.contains(['\n', '\r']) => *slot = Some(base_dir.join(s)),
+            _ => return Err(format!("{}: {} must be a file path on one line", at(text, k.as_str()), k.as_str().unwrap_or("?"))),
         }
     }
     match (cert, key) {
@@ -280,24 +280,24 @@ fn parse_users(text: &str, value: &Value) -> Result<HashMap<String, String>, Str
             ));
         };
         let Some(hash) = v.as_str() else {
-            return Err(format!("{}: user {user}: the value must be a bcrypt hash", at(text, Some(user))));
+            return Err(format!("{}: user {user:?}: the value must be a bcrypt hash", at(text, Some(user))));
         };
         let Some(cost) = bcrypt_cost(hash) else {
             return Err(format!(
-                "{}: user {user}: not a bcrypt hash (make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')",
+                "{}: user {user:?}: not a bcrypt hash (make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')",
                 at(text, Some(user))
             ));
         };
         if cost > MAX_BCRYPT_COST {
             return Err(format!(
-                "{}: user {user}: bcrypt cost {cost} is above {MAX_BCRYPT_COST}; every check would take minutes or more \
+                "{}: user {user:?}: bcrypt cost {cost} is above {MAX_BCRYPT_COST}; every check would take minutes or more \
                  (cost 10–12 is usual)",
                 at(text, Some(user))
             ));
         }
         // Check the hash decodes now (cost is bounded), not at the first scrape.
         if bcrypt::verify("", hash).is_err() {
-            return Err(format!("{}: user {user}: not a valid bcrypt hash", at(text, Some(user))));
+            return Err(format!("{}: user {user:?}: not a valid bcrypt hash", at(text, Some(user))));
         }
         users.insert(user.to_string(), hash.to_string());
     }
@@ -412,6 +412,8 @@ mod tests {
             ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n".into(), "line"),
             ("secret-token-123\n".into(), "mapping"),
             ("{{{{\n".into(), "not valid YAML"),
+            ("tls_server_config:\n  cert_file: |\n    first\n    second\n  key_file: k\n".into(), "on one line"),
+            ("basic_auth_users:\n  \"a\\nb\": notahash\n".into(), "\"a\\nb\""),
         ];
         for (text, mentions) in cases {
             let err = match WebConfig::parse(&text, Path::new("/nonexistent")) {
@@ -419,6 +421,7 @@ mod tests {
                 Err(e) => e,
             };
             assert!(err.contains(mentions), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err:?}");
             for secret in ["root:x", "nologin", "secret-token", "$2y$", "notahash"] {
                 assert!(!err.contains(secret), "{text:?} echoed in {err}");
             }

@@ -122,6 +122,23 @@ fn plan_gives_the_seed_posts_numbers() {
 }
 
 #[test]
+fn plan_refuses_absurd_numbers_in_one_line() {
+    // These used to overflow (a panic in debug, a wrapped answer in release)
+    // or, for --time-wait 1e12, loop for hours.
+    assert_clean_error(&twscope(&["plan", "--rate", "1e18", "--destinations", "2"]), "100,000,000");
+    assert_clean_error(&twscope(&["plan", "--rate", "1e300"]), "100,000,000");
+    assert_clean_error(&twscope(&["plan", "--rps", "1e300", "--calls-per-request", "1000"]), "rate");
+    assert_clean_error(&twscope(&["plan", "--rate", "500", "--time-wait", "1e12"]), "--time-wait");
+    assert_clean_error(&twscope(&["plan", "--rate", "500", "--time-wait", "inf"]), "--time-wait");
+    assert_clean_error(&twscope(&["plan", "--rate", "500", "--latency-ms", "1e300"]), "--latency-ms");
+    // The limits themselves still plan, with exact numbers.
+    let (json, code) = plan(&["--rate", "1e8", "--time-wait", "3600", "--latency-ms", "3600000", "--range", "32768-60999"]);
+    assert_eq!(code, 2);
+    assert_eq!(json["plan"]["ports_needed"], 360_000_000_000u64);
+    assert_eq!(json["plan"]["headroom"], 28_232 - 360_000_000_000i64);
+}
+
+#[test]
 fn plan_text_and_errors() {
     let out = twscope(&["plan", "--rate", "500", "--range", "32768-60999", "--reserved", "", "--tw-reuse", "off"]);
     let text = String::from_utf8(out.stdout).unwrap();
