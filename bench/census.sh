@@ -10,7 +10,7 @@
 # and time), then times, inside the namespace:
 #   twscope status --json --top 0          the full per-destination census
 #   ss -Htan state time-wait | wc -l       the bare count
-#   the seed post's pipeline               ss … | awk | sort | uniq -c | sort -rn | head
+#   the TIME_WAIT post's pipeline               ss … | awk | sort | uniq -c | sort -rn | head
 # TIME_WAIT lasts 60 s, so each size is measured right after it is built; the
 # TIME_WAIT count before and after the timings is recorded with the results.
 # Needs root, iproute2, hyperfine and GNU time. Cleans up its namespace.
@@ -46,7 +46,7 @@ tw_now() { ip netns exec "$ns" awk '/^TCP:/ { for (i = 2; i < NF; i += 2) if ($i
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')."
     echo "hyperfine $(hyperfine --version | cut -d' ' -f2), $RUNS runs per command after 1 warm-up, inside the namespace."
     echo
-    echo "| TIME_WAIT (before → after) | command | wall mean ± sd | user | sys | user+sys | max RSS | wall vs \`ss \| wc -l\` | wall vs seed pipeline |"
+    echo "| TIME_WAIT (before → after) | command | wall mean ± sd | user | sys | user+sys | max RSS | wall vs \`ss \| wc -l\` | wall vs post's pipeline |"
     echo "|---|---|---|---|---|---|---|---|---|"
 } >"$work/table.md"
 
@@ -58,7 +58,7 @@ for count in $COUNTS; do
     ip netns exec "$ns" hyperfine --warmup 1 --runs "$RUNS" --style none --export-json "$work/$count.json" \
         -n twscope "$TWSCOPE status --json --top 0 > /dev/null; [ \$? -le 2 ]" \
         -n "ss | wc -l" "ss -Htan state time-wait | wc -l" \
-        -n "seed pipeline" "ss -tan state time-wait | awk '{print \$4}' | sort | uniq -c | sort -rn | head" >&2
+        -n "post's pipeline" "ss -tan state time-wait | awk '{print \$4}' | sort | uniq -c | sort -rn | head" >&2
     after=$(tw_now)
     rss_twscope=$(ip netns exec "$ns" /usr/bin/time -f %M "$TWSCOPE" status --json --top 0 2>&1 >/dev/null | tail -1 || true)
     rss_ss=$(ip netns exec "$ns" /usr/bin/time -f %M ss -Htan state time-wait 2>&1 >/dev/null | tail -1)
@@ -68,9 +68,9 @@ import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 before, after, rss_tw, rss_ss = (int(x) for x in sys.argv[2:6])
 bare = results["ss | wc -l"]["mean"]
-seed = results["seed pipeline"]["mean"]
-rss = {"twscope": f"{rss_tw / 1024:.1f} MiB", "ss | wc -l": f"{rss_ss / 1024:.1f} MiB (ss)", "seed pipeline": "—"}
-for name in ("twscope", "ss | wc -l", "seed pipeline"):
+seed = results["post's pipeline"]["mean"]
+rss = {"twscope": f"{rss_tw / 1024:.1f} MiB", "ss | wc -l": f"{rss_ss / 1024:.1f} MiB (ss)", "post's pipeline": "—"}
+for name in ("twscope", "ss | wc -l", "post's pipeline"):
     r = results[name]
     cmd = name.replace("|", "\\|")
     print(f"| {before:,} → {after:,} | {cmd} | {r['mean']:.3f} ± {r['stddev']:.3f} s | {r['user']:.3f} s | "

@@ -49,7 +49,11 @@ fn time(label: &str, runs: usize, mut f: impl FnMut() -> u64) {
         best = best.min(start.elapsed().as_secs_f64());
     }
     assert_eq!(seen, u64::from(SOCKETS), "{label} decoded every socket");
-    println!("{label:<48} {:>7.1} ns/socket  ({:.1} ms per 1M, best of {runs})", best * 1e9 / f64::from(SOCKETS), best * 1e3);
+    println!(
+        "{label:<48} {:>7.1} ns/socket  ({:.1} ms per 1M, best of {runs})",
+        best * 1e9 / f64::from(SOCKETS),
+        best * 1e3
+    );
 }
 
 fn main() {

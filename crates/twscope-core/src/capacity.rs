@@ -11,7 +11,7 @@
 //! - **hold time** = how long a closed connection keeps its port: 60 s of
 //!   TIME_WAIT, or only the reuse delay (1 s by default) when `tcp_tw_reuse`
 //!   applies to the tuple.
-//! - **max sustainable close rate** = available / hold time: the seed post's
+//! - **max sustainable close rate** = available / hold time: the TIME_WAIT post's
 //!   28,231 ports / 60 s ≈ 470 connections/s.
 //! - **close rate** = TIME_WAIT sockets younger than the window / window. One
 //!   dump is enough because every TIME_WAIT socket carries its age.
@@ -22,7 +22,7 @@
 //!
 //! ```
 //! use twscope_core::capacity::{max_sustainable_rate, TIME_WAIT_SECS};
-//! // The seed post's arithmetic: 28,231 ports held 60 s each.
+//! // The TIME_WAIT post's arithmetic: 28,231 ports held 60 s each.
 //! assert_eq!(max_sustainable_rate(28_231, TIME_WAIT_SECS).floor(), 470.0);
 //! ```
 
@@ -31,19 +31,24 @@ use serde::Serialize;
 use crate::census::{TupleStats, AGE_BUCKETS};
 use crate::sockdiag::TcpState;
 
-/// TIME_WAIT lasts exactly 60 s in Linux (`TCP_TIMEWAIT_LEN`).
-pub const TIME_WAIT_SECS: f64 = 60.0;
+pub use crate::linux::TIME_WAIT_SECS;
 
 /// How bad a tuple, destination or host is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Utilization below the warning threshold and not on course to run out.
     Ok,
+    /// Utilization at or above the warning threshold (50 % by default), or on
+    /// course to run out of ports within the hold time.
     Warning,
+    /// Utilization at or above the critical threshold (80 % by default).
     Critical,
 }
 
 impl Severity {
+    /// The lowercase name (`ok`, `warning`, `critical`) used in the JSON
+    /// output, in metric labels and in text.
     pub fn name(self) -> &'static str {
         match self {
             Severity::Ok => "ok",
@@ -61,7 +66,11 @@ impl Severity {
 /// Utilization levels (fractions of the port budget) for the severities.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Thresholds {
+    /// Utilization (0.0–1.0) from which a tuple is [`Severity::Warning`];
+    /// 0.5 by default.
     pub warning: f64,
+    /// Utilization (0.0–1.0) from which a tuple is [`Severity::Critical`];
+    /// 0.8 by default.
     pub critical: f64,
 }
 
@@ -75,6 +84,10 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
+    /// The severity of a utilization (a fraction of the port budget): critical
+    /// at or above `critical`, warning at or above `warning`, else ok. The
+    /// forecast is not considered here; [`assess`] raises an "ok" tuple that is
+    /// on course to run out to warning.
     pub fn classify(&self, utilization: f64) -> Severity {
         if utilization >= self.critical {
             Severity::Critical
@@ -208,24 +221,45 @@ pub fn exhaustion_eta(
 /// The model's numbers for one tuple.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
+    /// Client sockets of this tuple in any state; each holds a source port.
     pub in_use: u64,
+    /// Of `in_use`, the sockets in TIME_WAIT.
     pub time_wait: u64,
+    /// Of `in_use`, the sockets in ESTABLISHED.
     pub established: u64,
+    /// Source ports `connect()` may choose from for this tuple
+    /// ([`PortBudget::available`]).
     pub available: u32,
-    /// in use / available (1.0 when no port is available at all).
-    pub utilization: f64,
+    /// Sockets holding a source port of this tuple ÷ available: what `ss`
+    /// suggests, TIME_WAIT sockets `tcp_tw_reuse` may take over included.
+    pub in_use_ratio: f64,
     /// Whether `tcp_tw_reuse` lets `connect()` take over this tuple's TIME_WAIT
     /// ports once they are older than the reuse delay.
     pub tw_reuse: bool,
     /// Sockets that really block a port: all of them without tw_reuse; with it,
     /// TIME_WAIT sockets younger than the reuse delay plus all other states.
     pub blocking: u64,
-    /// blocking / available: what the severity is judged on.
-    pub effective_utilization: f64,
+    /// Sockets that block a port ÷ available (1.0 when no port is available
+    /// at all): the share of the budget `connect()` cannot use. Severity, the
+    /// verdict, the UTIL column and `twscope_destination_utilization_ratio`
+    /// all show this number. Equal to `in_use_ratio` without tw_reuse.
+    pub utilization: f64,
+    /// Connections closed per second over the close-rate window: TIME_WAIT
+    /// sockets younger than the window ÷ the window ([`close_rate`]). It counts
+    /// only connections that were opened and closed; while `connect()` fails
+    /// with EADDRNOTAVAIL the application attempts more than this.
     pub close_rate_per_s: f64,
+    /// The highest close rate, in connections per second, the budget sustains:
+    /// `available` ÷ hold time (the TIME_WAIT lifetime, or the reuse delay when
+    /// `tw_reuse` applies).
     pub max_rate_per_s: f64,
     /// Seconds to exhaustion at the current close rate; `None` = not on course.
     pub exhaustion_eta_s: Option<f64>,
+    /// The utilization this tuple levels off at if the close rate holds:
+    /// (other sockets + rate × hold time) ÷ available (Little's law). Above 1
+    /// it does not level off but runs out.
+    pub steady_utilization: f64,
+    /// Ok, warning or critical.
     pub severity: Severity,
 }
 
@@ -234,14 +268,22 @@ pub struct Assessment {
 pub struct ModelParams {
     /// Window of the close-rate estimate, in seconds (1–60).
     pub window_s: u32,
+    /// Utilization levels at which a tuple becomes warning and critical.
     pub thresholds: Thresholds,
     /// The TIME_WAIT reuse delay in force (ms).
     pub reuse_delay_ms: u32,
+    /// How long a TIME_WAIT socket holds its port without reuse, in seconds:
+    /// the kernel's real mean lifetime ([`crate::linux::TimeWaitLifetime`]).
+    pub time_wait_s: f64,
 }
 
 fn ratio(part: u64, whole: u32) -> f64 {
     if whole == 0 {
-        if part == 0 { 0.0 } else { 1.0 }
+        if part == 0 {
+            0.0
+        } else {
+            1.0
+        }
     } else {
         part as f64 / f64::from(whole)
     }
@@ -253,7 +295,7 @@ pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &Model
     let in_use = stats.in_use();
     let time_wait = stats.states.get(TcpState::TimeWait);
     let other_in_use = in_use - time_wait;
-    let hold_s = hold_seconds(tw_reuse, params.reuse_delay_ms, TIME_WAIT_SECS);
+    let hold_s = hold_seconds(tw_reuse, params.reuse_delay_ms, params.time_wait_s);
     let blocking_time_wait: u64 = stats
         .time_wait_age
         .iter()
@@ -264,8 +306,8 @@ pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &Model
     let blocking = other_in_use + blocking_time_wait;
     let close_rate_per_s = close_rate(&stats.time_wait_age, params.window_s);
     let exhaustion_eta_s = exhaustion_eta(&stats.time_wait_age, other_in_use, available, close_rate_per_s, hold_s);
-    let effective_utilization = ratio(blocking, available);
-    let mut severity = params.thresholds.classify(effective_utilization);
+    let utilization = ratio(blocking, available);
+    let mut severity = params.thresholds.classify(utilization);
     if exhaustion_eta_s.is_some() {
         // On course to run out within the hold time: never merely "ok".
         severity = severity.max(Severity::Warning);
@@ -275,13 +317,18 @@ pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &Model
         time_wait,
         established: stats.states.get(TcpState::Established),
         available,
-        utilization: ratio(in_use, available),
+        in_use_ratio: ratio(in_use, available),
         tw_reuse,
         blocking,
-        effective_utilization,
+        utilization,
         close_rate_per_s,
         max_rate_per_s: max_sustainable_rate(available, hold_s),
         exhaustion_eta_s,
+        steady_utilization: if available == 0 {
+            1.0
+        } else {
+            (other_in_use as f64 + close_rate_per_s * hold_s) / f64::from(available)
+        },
         severity,
     }
 }
@@ -297,6 +344,7 @@ mod tests {
             critical: 0.8,
         },
         reuse_delay_ms: 1000,
+        time_wait_s: TIME_WAIT_SECS,
     };
 
     /// A tuple that has been closing `rate` connections a second, evenly, for
@@ -313,11 +361,15 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_posts_arithmetic() {
+    fn the_posts_arithmetic() {
         // "Max new connections/sec: 28,231 / 60 = 470/sec per destination".
         assert_eq!(max_sustainable_rate(28_231, TIME_WAIT_SECS) as u32, 470);
         // The default range really holds 28,232 ports (inclusive).
-        let budget = PortBudget { range_size: 60_999 - 32_768 + 1, reserved: 0, listeners: 0 };
+        let budget = PortBudget {
+            range_size: 60_999 - 32_768 + 1,
+            reserved: 0,
+            listeners: 0,
+        };
         assert_eq!(budget.available(), 28_232);
         // "500 × 60 = 30,000 sockets needed … 30,000 > 28,231 → EXHAUSTION"
         let a = assess(&churned(500, 60, 0), 28_231, false, &PARAMS);
@@ -329,9 +381,17 @@ mod tests {
 
     #[test]
     fn budget_subtracts_reserved_ports_and_listeners() {
-        let budget = PortBudget { range_size: 1000, reserved: 100, listeners: 2 };
+        let budget = PortBudget {
+            range_size: 1000,
+            reserved: 100,
+            listeners: 2,
+        };
         assert_eq!(budget.available(), 898);
-        let all_gone = PortBudget { range_size: 10, reserved: 10, listeners: 5 };
+        let all_gone = PortBudget {
+            range_size: 10,
+            reserved: 10,
+            listeners: 5,
+        };
         assert_eq!(all_gone.available(), 0);
         let a = assess(&churned(1, 1, 0), 0, false, &PARAMS);
         assert_eq!((a.utilization, a.severity), (1.0, Severity::Critical));
@@ -365,7 +425,7 @@ mod tests {
         let a = assess(&churned(50, 10, 0), 1000, false, &PARAMS);
         assert_eq!(a.exhaustion_eta_s, Some(10.0));
         assert_eq!(a.severity, Severity::Warning); // 50%
-        // From empty at 50/s: 1,000 / 50 = 20 s (the lab's prediction).
+                                                   // From empty at 50/s: 1,000 / 50 = 20 s (the lab's prediction).
         let fresh = assess(&churned(50, 1, 0), 1000, false, &ModelParams { window_s: 1, ..PARAMS });
         let eta = fresh.exhaustion_eta_s.unwrap();
         assert!((eta - 19.0).abs() < 1e-9, "{eta}");
@@ -407,8 +467,11 @@ mod tests {
         assert_eq!(on.max_rate_per_s, 28_232.0);
         assert_eq!(on.exhaustion_eta_s, None);
         assert_eq!(on.severity, Severity::Ok);
-        // Utilization still reports what holds a port in the socket table.
-        assert_eq!(on.utilization, off.utilization);
+        // The in-use ratio still reports what holds a 4-tuple in the socket
+        // table (what ss shows); utilization only what blocks a port.
+        assert_eq!(on.in_use_ratio, off.in_use_ratio);
+        assert_eq!(off.in_use_ratio, off.utilization);
+        assert!((on.utilization - 605.0 / 28_232.0).abs() < 1e-12);
     }
 
     /// The forecast as it was first written: one step per second of `hold_s`.
@@ -456,10 +519,46 @@ mod tests {
             state
         };
         let holds = [
-            0.0, -1.0, f64::NAN, 1e-9, 0.001, 0.5, 1.0, 1.5, 2.0, 30.0, 58.0, 58.5, 59.0, 59.000_001, 59.5, 60.0,
-            60.25, 61.0, 118.9, 119.0, 120.0, 121.5, 300.0, 3600.0,
+            0.0,
+            -1.0,
+            f64::NAN,
+            1e-9,
+            0.001,
+            0.5,
+            1.0,
+            1.5,
+            2.0,
+            30.0,
+            58.0,
+            58.5,
+            59.0,
+            59.000_001,
+            59.5,
+            60.0,
+            60.25,
+            61.0,
+            118.9,
+            119.0,
+            120.0,
+            121.5,
+            300.0,
+            3600.0,
         ];
-        let rates = [0.0, -5.0, f64::NAN, 1e-300, 0.01, 1.0, 3.0, 49.999, 50.0, 333.3, 1e4, 1e9, f64::INFINITY];
+        let rates = [
+            0.0,
+            -5.0,
+            f64::NAN,
+            1e-300,
+            0.01,
+            1.0,
+            3.0,
+            49.999,
+            50.0,
+            333.3,
+            1e4,
+            1e9,
+            f64::INFINITY,
+        ];
         let mut compared = 0;
         for case in 0..60_000u32 {
             let mut age = [0u32; AGE_BUCKETS];
@@ -523,12 +622,18 @@ mod tests {
         let hold = (1u64 << 52) as f64;
         assert_eq!(exhaustion_eta(&age, 0, 1000, 1e-30, hold), None);
         // No overflow with counts at their limits.
-        assert_eq!(exhaustion_eta(&[u32::MAX; AGE_BUCKETS], u64::MAX, u32::MAX, 1.0, 60.0), Some(0.0));
+        assert_eq!(
+            exhaustion_eta(&[u32::MAX; AGE_BUCKETS], u64::MAX, u32::MAX, 1.0, 60.0),
+            Some(0.0)
+        );
     }
 
     #[test]
     fn thresholds_are_overridable() {
-        let strict = Thresholds { warning: 0.1, critical: 0.2 };
+        let strict = Thresholds {
+            warning: 0.1,
+            critical: 0.2,
+        };
         assert_eq!(strict.classify(0.15), Severity::Warning);
         assert_eq!(strict.classify(0.2), Severity::Critical);
         assert_eq!(Thresholds::default().classify(0.49), Severity::Ok);

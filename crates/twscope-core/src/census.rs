@@ -26,8 +26,7 @@ use serde::Serialize;
 
 use crate::sockdiag::{DumpError, Family, SockDiag, SocketRecord, StateSet, TcpState};
 
-/// TIME_WAIT length in Linux (`TCP_TIMEWAIT_LEN`); no sysctl changes it.
-pub const TIME_WAIT_MS: u32 = 60_000;
+pub use crate::linux::TIME_WAIT_MS;
 /// Age histogram resolution: one bucket per second of TIME_WAIT age.
 pub const AGE_BUCKETS: usize = 60;
 
@@ -37,10 +36,12 @@ pub const AGE_BUCKETS: usize = 60;
 pub struct StateCounts([u64; 11]);
 
 impl StateCounts {
+    /// Sockets counted in `state`.
     pub fn get(&self, state: TcpState) -> u64 {
         self.0[state.index()]
     }
 
+    /// Counts `n` more sockets in `state`.
     pub fn add(&mut self, state: TcpState, n: u64) {
         self.0[state.index()] += n;
     }
@@ -141,6 +142,8 @@ impl std::fmt::Debug for Listeners {
 }
 
 impl Listeners {
+    /// Records a listening socket on `addr`:`port`. A port is a listener's
+    /// whatever address it is bound to, so sockets on it count as inbound.
     pub fn insert(&mut self, addr: IpAddr, port: u16) {
         self.ports[usize::from(port >> 6)] |= 1 << (port & 63);
         self.sockets.push((addr, port));
@@ -156,6 +159,7 @@ impl Listeners {
         self.sockets.dedup();
     }
 
+    /// Whether any listening socket, on any address, is bound to `port`.
     pub fn contains_port(&self, port: u16) -> bool {
         self.ports[usize::from(port >> 6)] & (1 << (port & 63)) != 0
     }
@@ -171,6 +175,8 @@ impl Listeners {
 pub struct Census {
     /// Every socket by state (listeners included), as `ss -tan` counts them.
     pub states: StateCounts,
+    /// The listening sockets; their ports mark sockets as inbound, and those
+    /// inside the ephemeral range are taken out of the port budget.
     pub listeners: Listeners,
     /// Client-side sockets per (source, destination, port) tuple.
     pub outbound: HashMap<TupleKey, TupleStats>,
@@ -178,6 +184,10 @@ pub struct Census {
     pub inbound: BTreeMap<u16, StateCounts>,
     /// Sockets seen in all.
     pub sockets: u64,
+    /// TIME_WAIT sockets whose nominal 60 s are over (`idiag_expires` 0) yet
+    /// still in the table: the timer wheel rounds their expiry up (see
+    /// [`crate::linux::TimeWaitLifetime`]).
+    pub time_wait_past_nominal: u64,
 }
 
 /// Whether a TIME_WAIT record carries its timer; the kernel always sets
@@ -231,8 +241,12 @@ impl Census {
     pub fn add(&mut self, socket: &SocketRecord) {
         self.sockets += 1;
         self.states.add(socket.state, 1);
+        if socket.state == TcpState::TimeWait && socket.timer == TIMER_TIME_WAIT && socket.expires_ms == 0 {
+            self.time_wait_past_nominal += 1;
+        }
         if socket.state == TcpState::Listen {
-            self.listeners.insert(socket.local_addr.to_canonical(), socket.local_port);
+            self.listeners
+                .insert(socket.local_addr.to_canonical(), socket.local_port);
             return;
         }
         if self.listeners.contains_port(socket.local_port) {
@@ -256,6 +270,7 @@ impl Census {
     /// Folds another partial census (another family's dump) into this one.
     pub fn merge(&mut self, other: Census) {
         self.sockets += other.sockets;
+        self.time_wait_past_nominal += other.time_wait_past_nominal;
         self.states.merge(&other.states);
         self.listeners.union(other.listeners);
         for (key, stats) in other.outbound {
@@ -274,7 +289,11 @@ mod tests {
     fn socket(state: TcpState, local: (&str, u16), remote: (&str, u16), expires_ms: u32) -> SocketRecord {
         let local_addr: IpAddr = local.0.parse().unwrap();
         SocketRecord {
-            family: if local_addr.is_ipv4() { Family::Inet } else { Family::Inet6 },
+            family: if local_addr.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
             state,
             local_addr,
             local_port: local.1,
@@ -292,14 +311,44 @@ mod tests {
         let mut census = Census::default();
         census.add(&socket(TcpState::Listen, ("::", 8080), ("::", 0), 0));
         // Server side of a dual-stack listener, seen in the IPv4 dump.
-        census.add(&socket(TcpState::TimeWait, ("198.18.0.1", 8080), ("198.18.0.9", 40001), 30_000));
-        census.add(&socket(TcpState::Established, ("198.18.0.1", 8080), ("198.18.0.9", 40002), 0));
+        census.add(&socket(
+            TcpState::TimeWait,
+            ("198.18.0.1", 8080),
+            ("198.18.0.9", 40001),
+            30_000,
+        ));
+        census.add(&socket(
+            TcpState::Established,
+            ("198.18.0.1", 8080),
+            ("198.18.0.9", 40002),
+            0,
+        ));
         // Client sides.
-        census.add(&socket(TcpState::TimeWait, ("198.18.0.1", 40003), ("198.18.0.2", 5432), 59_500));
-        census.add(&socket(TcpState::TimeWait, ("198.18.0.1", 40004), ("198.18.0.2", 5432), 100));
-        census.add(&socket(TcpState::Established, ("198.18.0.1", 40005), ("198.18.0.2", 5432), 0));
+        census.add(&socket(
+            TcpState::TimeWait,
+            ("198.18.0.1", 40003),
+            ("198.18.0.2", 5432),
+            59_500,
+        ));
+        census.add(&socket(
+            TcpState::TimeWait,
+            ("198.18.0.1", 40004),
+            ("198.18.0.2", 5432),
+            100,
+        ));
+        census.add(&socket(
+            TcpState::Established,
+            ("198.18.0.1", 40005),
+            ("198.18.0.2", 5432),
+            0,
+        ));
         // A dual-stack client to an IPv4-mapped address joins the IPv4 tuple.
-        census.add(&socket(TcpState::TimeWait, ("::ffff:198.18.0.1", 40006), ("::ffff:198.18.0.2", 5432), 45_000));
+        census.add(&socket(
+            TcpState::TimeWait,
+            ("::ffff:198.18.0.1", 40006),
+            ("::ffff:198.18.0.2", 5432),
+            45_000,
+        ));
 
         assert_eq!(census.sockets, 7);
         assert_eq!(census.states.get(TcpState::TimeWait), 4);
@@ -324,9 +373,19 @@ mod tests {
     #[test]
     fn merging_partial_censuses_adds_up() {
         let mut v4 = Census::default();
-        v4.add(&socket(TcpState::TimeWait, ("198.18.0.1", 40003), ("198.18.0.2", 80), 59_000));
+        v4.add(&socket(
+            TcpState::TimeWait,
+            ("198.18.0.1", 40003),
+            ("198.18.0.2", 80),
+            59_000,
+        ));
         let mut v6 = Census::default();
-        v6.add(&socket(TcpState::TimeWait, ("::ffff:198.18.0.1", 40004), ("::ffff:198.18.0.2", 80), 59_000));
+        v6.add(&socket(
+            TcpState::TimeWait,
+            ("::ffff:198.18.0.1", 40004),
+            ("::ffff:198.18.0.2", 80),
+            59_000,
+        ));
         v6.add(&socket(TcpState::SynSent, ("2001:2::1", 40004), ("2001:2::2", 80), 0));
         v4.merge(v6);
         assert_eq!(v4.sockets, 3);

@@ -75,8 +75,7 @@ pub fn read_regular(path: &Path, cap: u64) -> io::Result<String> {
             format!("it is larger than {} KiB, too large for this file", cap / 1024),
         ));
     }
-    String::from_utf8(bytes)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "it is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "it is not UTF-8 text"))
 }
 
 #[cfg(test)]
@@ -99,7 +98,10 @@ mod tests {
         let err = read_regular(Path::new("/dev/zero"), 1 << 20).unwrap_err();
         assert!(err.to_string().contains("character device"), "{err}");
         let err = read_regular(dir.path(), 100).unwrap_err();
-        assert!(err.to_string().contains("directory") || err.raw_os_error() == Some(libc::EISDIR), "{err}");
+        assert!(
+            err.to_string().contains("directory") || err.raw_os_error() == Some(libc::EISDIR),
+            "{err}"
+        );
 
         // A FIFO with no writer: open must not block, and it is refused.
         let fifo = dir.path().join("fifo");

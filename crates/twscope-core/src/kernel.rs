@@ -20,7 +20,9 @@ use crate::files::{self, KERNEL_FILE_CAP};
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {path}: {reason}")]
 pub struct ReadError {
+    /// The file that could not be read or parsed.
     pub path: PathBuf,
+    /// What went wrong: the I/O error, or what was expected and found.
     pub reason: String,
 }
 
@@ -109,6 +111,7 @@ impl PortRanges {
         &self.ranges
     }
 
+    /// Whether `port` is one of these ports (a binary search of the ranges).
     pub fn contains(&self, port: u16) -> bool {
         self.ranges
             .binary_search_by(|&(low, high)| {
@@ -129,11 +132,16 @@ impl PortRanges {
             .iter()
             .map(|&(a, b)| {
                 let (a, b) = (a.max(low), b.min(high));
-                if a <= b { u32::from(b - a) + 1 } else { 0 }
+                if a <= b {
+                    u32::from(b - a) + 1
+                } else {
+                    0
+                }
             })
             .sum()
     }
 
+    /// Whether no port is listed (the kernel's default: nothing reserved).
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
@@ -166,8 +174,11 @@ fn parse_port(text: &str) -> Result<u16, String> {
 /// stay taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settings {
-    /// `net.ipv4.ip_local_port_range`, inclusive (also used for IPv6).
+    /// First port of `net.ipv4.ip_local_port_range`, inclusive (the range is
+    /// also used for IPv6). 32768 by default.
     pub port_range_low: u16,
+    /// Last port of `net.ipv4.ip_local_port_range`, inclusive. 60999 by
+    /// default.
     pub port_range_high: u16,
     /// `net.ipv4.ip_local_reserved_ports`.
     #[serde(serialize_with = "serialize_display")]
@@ -190,8 +201,7 @@ fn serialize_display<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Resu
     s.collect_str(v)
 }
 
-/// The reuse delay in force when the sysctl does not exist (kernels < 6.14).
-pub const DEFAULT_TW_REUSE_DELAY_MS: u32 = 1000;
+pub use crate::linux::DEFAULT_TW_REUSE_DELAY_MS;
 
 impl Settings {
     /// Reads the settings from `<proc_root>/sys/net/ipv4/`.
@@ -209,7 +219,9 @@ impl Settings {
 
         let range_path = path("ip_local_port_range");
         let range_text = read_text(&range_path)?;
-        let mut bounds = range_text.split_whitespace().map(|t| parse_number::<u16>(&range_path, t));
+        let mut bounds = range_text
+            .split_whitespace()
+            .map(|t| parse_number::<u16>(&range_path, t));
         let (low, high) = match (bounds.next(), bounds.next()) {
             (Some(low), Some(high)) => (low?, high?),
             _ => return Err(ReadError::new(&range_path, "expected two numbers")),
@@ -244,9 +256,12 @@ impl Settings {
 
     /// Reserved ports that fall inside the ephemeral range.
     pub fn reserved_in_range(&self) -> u32 {
-        self.reserved_ports.count_within(self.port_range_low, self.port_range_high)
+        self.reserved_ports
+            .count_within(self.port_range_low, self.port_range_high)
     }
 
+    /// Whether `port` lies in the ephemeral range (`low..=high`), i.e. whether
+    /// a listener on it takes a port from every destination's budget.
     pub fn in_range(&self, port: u16) -> bool {
         (self.port_range_low..=self.port_range_high).contains(&port)
     }
@@ -260,12 +275,7 @@ impl Settings {
     /// 4-tuple: `tcp_tw_reuse` 1, or 2 with a loopback source or destination
     /// (the kernel's own test in `tcp_twsk_unique`), and timestamps on.
     pub fn tw_reuse_applies(&self, src: std::net::IpAddr, dst: std::net::IpAddr) -> bool {
-        let reuse = match self.tcp_tw_reuse {
-            1 => true,
-            2 => src.is_loopback() || dst.is_loopback(),
-            _ => false,
-        };
-        reuse && self.tcp_timestamps != 0
+        crate::linux::tw_reuse_applies(self.tcp_tw_reuse, self.tcp_timestamps, src, dst)
     }
 }
 
@@ -298,15 +308,14 @@ impl Counters {
         let netstat_path = proc_root.join("net/netstat");
         let netstat = read_text(&netstat_path)?;
         let tcp_ext = |field: &str| -> Result<u64, ReadError> {
-            paired_line_value(&netstat, "TcpExt", field).ok_or_else(|| {
-                ReadError::new(&netstat_path, format!("no TcpExt field {field}"))
-            })
+            paired_line_value(&netstat, "TcpExt", field)
+                .ok_or_else(|| ReadError::new(&netstat_path, format!("no TcpExt field {field}")))
         };
 
         let sockstat_path = proc_root.join("net/sockstat");
         let sockstat = read_text(&sockstat_path)?;
-        let sockstat_tw = sockstat_value(&sockstat, "TCP:", "tw")
-            .ok_or_else(|| ReadError::new(&sockstat_path, "no TCP tw field"))?;
+        let sockstat_tw =
+            sockstat_value(&sockstat, "TCP:", "tw").ok_or_else(|| ReadError::new(&sockstat_path, "no TCP tw field"))?;
 
         Ok(Counters {
             active_opens: snmp.tcp_active_opens,
@@ -348,7 +357,11 @@ fn sockstat_value(text: &str, prefix: &str, key: &str) -> Option<u64> {
 /// Conntrack fill where netfilter conntrack is loaded in this namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Conntrack {
+    /// `net.netfilter.nf_conntrack_count`: connections tracked now, TIME_WAIT
+    /// ones included.
     pub count: u64,
+    /// `net.netfilter.nf_conntrack_max`: the table's limit; new connections
+    /// are dropped once `count` reaches it.
     pub max: u64,
 }
 
@@ -478,7 +491,10 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let err = Settings::read(proc.path()).unwrap_err();
-        assert!(err.to_string().contains("tcp_tw_reuse") && err.to_string().contains("FIFO"), "{err}");
+        assert!(
+            err.to_string().contains("tcp_tw_reuse") && err.to_string().contains("FIFO"),
+            "{err}"
+        );
 
         // An optional file that is there but is not a file is an error, not "absent".
         let mut files = BASE.to_vec();
@@ -493,7 +509,10 @@ mod tests {
         files[3] = ("sys/net/ipv4/tcp_timestamps", big.as_str());
         let proc = fake_proc(&files);
         let err = Settings::read(proc.path()).unwrap_err();
-        assert!(err.to_string().contains("tcp_timestamps") && err.to_string().contains("larger than"), "{err}");
+        assert!(
+            err.to_string().contains("tcp_timestamps") && err.to_string().contains("larger than"),
+            "{err}"
+        );
 
         // Absent optional files are still just absent (conntrack not loaded).
         assert_eq!(Conntrack::read(proc.path()).unwrap(), None);
@@ -518,7 +537,11 @@ mod tests {
         let text = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
         let expected: Vec<u16> = text.split_whitespace().map(|t| t.parse().unwrap()).collect();
         assert_eq!(vec![s.port_range_low, s.port_range_high], expected);
-        let reuse: u8 = fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse").unwrap().trim().parse().unwrap();
+        let reuse: u8 = fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert_eq!(s.tcp_tw_reuse, reuse);
         Counters::read(Path::new("/proc")).unwrap();
     }

@@ -14,13 +14,15 @@
 //!
 //! - [`sockdiag`] dumps TCP sockets through `NETLINK_SOCK_DIAG`, decoding each
 //!   `inet_diag_msg` in place.
+//! - [`linux`] holds the kernel's fixed facts and rules (TIME_WAIT length and
+//!   its real lifetime on this kernel, default ranges, when tw_reuse applies).
 //! - [`kernel`] reads the namespace's sysctls and counters.
 //! - [`files`] reads user-named files safely: no FIFO hangs, a size cap.
 //! - [`netns`] enters a network namespace (`--netns`).
 //! - [`census`] aggregates a dump per destination tuple and listening port.
 //! - [`capacity`] is the port-budget model: availability, rates, forecast.
 //! - [`plan`] runs the same model on a what-if workload (`twscope plan`).
-//! - [`doctor`] evaluates the seed post's checklist into findings with remedies.
+//! - [`doctor`] evaluates the TIME_WAIT checklist into findings with remedies.
 //! - [`tune`] turns the system findings into sysctl changes and applies them.
 //! - [`status`] assembles the `twscope status` report (its JSON is the schema).
 //!
@@ -35,11 +37,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod capacity;
 pub mod census;
 pub mod doctor;
 pub mod files;
 pub mod kernel;
+pub mod linux;
 pub mod netns;
 pub mod plan;
 pub mod sockdiag;

@@ -19,8 +19,7 @@ use crate::files;
 /// mounts under `/run/netns`), from `linux/magic.h`.
 const NSFS_MAGIC: u64 = 0x6e73_6673;
 
-/// Where `ip netns add` puts named namespaces.
-pub const NAMED_NETNS_DIR: &str = "/run/netns";
+pub use crate::linux::NAMED_NETNS_DIR;
 
 /// A namespace as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,26 +70,60 @@ impl NetnsSpec {
     }
 }
 
+/// Why a `--netns` argument could not be resolved or entered. Each message
+/// names the namespace as the user gave it and says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("{0:?} is not a network namespace: give a name from `ip netns list`, a path such as /proc/PID/ns/net, or a PID")]
+    /// The argument is empty, `.`/`..`, or all digits but too large for a PID.
+    #[error(
+        "{0:?} is not a network namespace: give a name from `ip netns list`, a path such as /proc/PID/ns/net, or a PID"
+    )]
     BadSpec(String),
+    /// The namespace file does not exist (no such `ip netns` name or PID).
     #[error("network namespace {label} not found: no {path} (list named ones with `ip netns list`)")]
-    NotFound { label: String, path: PathBuf },
+    NotFound {
+        /// The namespace as the user named it ([`NetnsSpec::label`]).
+        label: String,
+        /// The namespace file looked for ([`NetnsSpec::path`]).
+        path: PathBuf,
+    },
+    /// The namespace file exists but could not be opened.
     #[error("cannot open network namespace {label} at {path}: {source}")]
-    Open { label: String, path: PathBuf, source: io::Error },
+    Open {
+        /// The namespace as the user named it ([`NetnsSpec::label`]).
+        label: String,
+        /// The namespace file that could not be opened.
+        path: PathBuf,
+        /// The error `open(2)` returned.
+        source: io::Error,
+    },
+    /// The file is something else: a regular file, a FIFO, a device or a
+    /// namespace of another kind. It is checked before `setns`, and without
+    /// blocking on a FIFO.
     #[error("{path} is {what}, not a network namespace file{hint}")]
     NotNetns {
+        /// The file the user's argument resolved to.
         path: PathBuf,
         /// What it is instead: "a FIFO", "a regular file", "a mount namespace".
         what: String,
         /// More on what to do, starting with "; " (or empty).
         hint: String,
     },
+    /// `setns` (or opening the file) was refused: entering a namespace needs
+    /// `CAP_SYS_ADMIN`.
     #[error("entering network namespace {label} needs CAP_SYS_ADMIN: run as root (sudo) or grant the capability")]
-    Permission { label: String },
+    Permission {
+        /// The namespace as the user named it ([`NetnsSpec::label`]).
+        label: String,
+    },
+    /// `setns` failed for another reason.
     #[error("entering network namespace {label} failed: {source}")]
-    Setns { label: String, source: io::Error },
+    Setns {
+        /// The namespace as the user named it ([`NetnsSpec::label`]).
+        label: String,
+        /// The error `setns(2)` returned.
+        source: io::Error,
+    },
 }
 
 /// Which namespace a report describes.
@@ -110,6 +143,48 @@ pub fn current(name: &str) -> io::Result<NetnsInfo> {
         name: name.to_string(),
         inode: meta.ino(),
     })
+}
+
+/// The namespace the calling thread is in, named as a user would: `host`
+/// only when it is the init namespace (PID 1's), else its `ip netns` name
+/// when one of `/run/netns/*` is the same namespace, else `netns inode N`.
+/// (Inside `ip netns exec blue`, this is `blue`, not `host`.)
+pub fn identify() -> io::Result<NetnsInfo> {
+    let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    // PID 1's namespace file may be closed to us (a sandboxed init); kthreadd,
+    // PID 2 outside a PID namespace, is a kernel thread and so always in the
+    // init namespace.
+    let kthreadd = std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd");
+    let init = if std::fs::metadata("/proc/1/ns/net").is_err() && kthreadd {
+        "/proc/2/ns/net"
+    } else {
+        "/proc/1/ns/net"
+    };
+    Ok(NetnsInfo {
+        name: name_of(inode, Path::new(init), Path::new(NAMED_NETNS_DIR)),
+        inode,
+    })
+}
+
+/// The name of the namespace with `inode`: `host` if `init` (PID 1's
+/// namespace file) has that inode, else the first entry of `named_dir` that
+/// does, else `netns inode N`. What cannot be read is skipped, never guessed.
+fn name_of(inode: u64, init: &Path, named_dir: &Path) -> String {
+    if std::fs::metadata(init).is_ok_and(|m| m.ino() == inode) {
+        return "host".to_string();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(named_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| std::fs::metadata(entry.path()).is_ok_and(|m| m.ino() == inode))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| format!("netns inode {inode}"))
 }
 
 /// Moves the calling thread into the namespace `spec` names.
@@ -157,7 +232,11 @@ pub fn enter(spec: &NetnsSpec) -> Result<NetnsInfo, NetnsError> {
             Some(libc::EPERM) => NetnsError::Permission { label },
             // EINVAL: a namespace of another type, on a kernel too old (< 4.11)
             // to say which (NS_GET_NSTYPE).
-            Some(libc::EINVAL) => NetnsError::NotNetns { path, what: "another kind of namespace".to_string(), hint: String::new() },
+            Some(libc::EINVAL) => NetnsError::NotNetns {
+                path,
+                what: "another kind of namespace".to_string(),
+                hint: String::new(),
+            },
             _ => NetnsError::Setns { label, source: err },
         });
     }
@@ -226,6 +305,19 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_are_named_host_only_when_they_are_the_init_one() {
+        let me = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        let dir = tempfile::tempdir().unwrap();
+        // Our own namespace file stands in for PID 1's.
+        assert_eq!(name_of(me, Path::new("/proc/thread-self/ns/net"), dir.path()), "host");
+        let not_init = Path::new("/nonexistent");
+        assert_eq!(name_of(me, not_init, dir.path()), format!("netns inode {me}"));
+        // A named entry with the same inode gives its name.
+        std::os::unix::fs::symlink("/proc/thread-self/ns/net", dir.path().join("blue")).unwrap();
+        assert_eq!(name_of(me, not_init, dir.path()), "blue");
+    }
+
+    #[test]
     fn a_missing_namespace_says_how_to_list_them() {
         let spec = NetnsSpec::parse("twscope-no-such-namespace").unwrap();
         let err = enter(&spec).unwrap_err();
@@ -235,7 +327,11 @@ mod tests {
 
     fn refusal(path: &Path) -> String {
         let err = enter(&NetnsSpec::Path(path.to_path_buf())).unwrap_err();
-        assert!(matches!(err, NetnsError::NotNetns { .. }), "{}: {err:?}", path.display());
+        assert!(
+            matches!(err, NetnsError::NotNetns { .. }),
+            "{}: {err:?}",
+            path.display()
+        );
         err.to_string()
     }
 

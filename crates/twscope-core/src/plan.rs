@@ -1,4 +1,4 @@
-//! What-if planning: the seed post's arithmetic ("28,231 ports / 60 s = 470
+//! What-if planning: the TIME_WAIT post's arithmetic ("28,231 ports / 60 s = 470
 //! connections/s", "1000 req/s × 3 calls × 60 s = 180,000 sockets") done with
 //! the same model `twscope status` applies to live sockets ([`crate::capacity`]),
 //! plus the smallest change that makes a workload sustainable.
@@ -22,9 +22,7 @@ use crate::census::AGE_BUCKETS;
 use crate::kernel::{PortRanges, DEFAULT_TW_REUSE_DELAY_MS};
 use crate::text::thousands;
 
-/// Widest range `ip_local_port_range` can usefully take: ports below 1024
-/// are privileged and belong to servers.
-pub const WIDEST_RANGE: (u16, u16) = (1024, 65535);
+pub use crate::linux::WIDEST_PORT_RANGE as WIDEST_RANGE;
 
 /// Highest rate `plan` accepts, connections/s: far beyond any real host (one
 /// core churns some 15,000/s), and low enough that every product stays exact.
@@ -51,6 +49,9 @@ pub struct Workload {
     pub reserved: PortRanges,
     /// Whether `tcp_tw_reuse` applies to these destinations.
     pub tw_reuse: bool,
+    /// The TIME_WAIT reuse delay in ms (1000 unless Linux 6.14+'s
+    /// `tcp_tw_reuse_delay` says otherwise): how long a port stays held when
+    /// `tw_reuse` is on.
     pub reuse_delay_ms: u32,
     /// TIME_WAIT length: 60 s in Linux, fixed; other stacks differ.
     pub time_wait_s: f64,
@@ -79,7 +80,10 @@ impl Workload {
     /// bounds every number [`Workload::plan`] computes is finite and exact.
     pub fn validate(&self) -> Result<(), String> {
         if !self.rate_per_s.is_finite() || self.rate_per_s < 0.0 {
-            return Err(format!("the rate must be a number of connections per second ≥ 0, not {}", self.rate_per_s));
+            return Err(format!(
+                "the rate must be a number of connections per second ≥ 0, not {}",
+                self.rate_per_s
+            ));
         }
         if self.rate_per_s > MAX_RATE_PER_S {
             return Err(format!(
@@ -91,7 +95,10 @@ impl Workload {
             return Err("destinations and source addresses must be at least 1".to_string());
         }
         if self.range.0 > self.range.1 {
-            return Err(format!("port range {}-{} runs backwards: give LOW-HIGH", self.range.0, self.range.1));
+            return Err(format!(
+                "port range {}-{} runs backwards: give LOW-HIGH",
+                self.range.0, self.range.1
+            ));
         }
         if !(self.time_wait_s > 0.0 && self.time_wait_s.is_finite()) {
             return Err("--time-wait must be a positive number of seconds".to_string());
@@ -138,8 +145,16 @@ impl Workload {
         // the same forecast `status` runs on live sockets.
         let exhaustion_s = exhaustion_eta(&[0; AGE_BUCKETS], 0, ports_per_source, rate_per_source, hold_s);
         let sustainable = ports_needed <= ports_available && exhaustion_s.is_none();
-        let utilization = if ports_available == 0 { 1.0 } else { ports_needed as f64 / ports_available as f64 };
-        let severity = if sustainable { Thresholds::default().classify(utilization) } else { Severity::Critical };
+        let utilization = if ports_available == 0 {
+            1.0
+        } else {
+            ports_needed as f64 / ports_available as f64
+        };
+        let severity = if sustainable {
+            Thresholds::default().classify(utilization)
+        } else {
+            Severity::Critical
+        };
         let max_rate = max_sustainable_rate(ports_per_source, hold_s) * f64::from(self.source_ips);
         // `as` saturates (and maps NaN to 0): no wrap even for unvalidated input.
         let pool_size = ((rate_per_destination * self.latency_ms / 1000.0).ceil() as u64).max(1);
@@ -162,12 +177,16 @@ impl Workload {
             exhaustion_s,
             severity,
             pool_size,
-            remedies: if sustainable { Vec::new() } else { self.remedies(ports_needed, pool_size) },
+            remedies: if sustainable {
+                Vec::new()
+            } else {
+                self.remedies(ports_needed, pool_size)
+            },
         }
     }
 
     /// The smallest change of each kind that makes the workload sustainable,
-    /// application fixes first (as the seed post's checklist orders them).
+    /// application fixes first (as the TIME_WAIT checklist orders them).
     fn remedies(&self, ports_needed: u64, pool_size: u64) -> Vec<Remedy> {
         let per_source = u64::from(self.budget(self.range).available());
         let mut remedies = vec![Remedy {
@@ -239,7 +258,11 @@ impl Workload {
             },
         });
         if !self.tw_reuse {
-            let reuse = Workload { tw_reuse: true, ..self.clone() }.plan();
+            let reuse = Workload {
+                tw_reuse: true,
+                ..self.clone()
+            }
+            .plan();
             remedies.push(Remedy {
                 kind: RemedyKind::TwReuse,
                 sufficient: reuse.sustainable,
@@ -272,35 +295,55 @@ fn ports_needed(rate_per_s: f64, hold_s: f64) -> u64 {
     ((rate_per_s * hold_s * 1e6).round() / 1e6).ceil() as u64
 }
 
+/// The kinds of change `plan` proposes for a workload that is not
+/// sustainable; in JSON, `pool`, `source_ips`, `port_range` and `tw_reuse`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RemedyKind {
+    /// Keep connections open in a pool sized by Little's law (rate ×
+    /// latency), so requests stop opening (and closing) connections.
     Pool,
+    /// Spread connections over more source addresses: each one has its own
+    /// budget of ports per destination.
     SourceIps,
+    /// Widen `ip_local_port_range` (up to 1024–65535).
     PortRange,
+    /// Turn on `tcp_tw_reuse` (with `tcp_timestamps`), so a closed port is held
+    /// for the reuse delay instead of the whole TIME_WAIT.
     TwReuse,
 }
 
 /// One change and whether it alone is enough.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Remedy {
+    /// Which kind of change this is.
     pub kind: RemedyKind,
+    /// Whether this change alone makes the workload sustainable.
     pub sufficient: bool,
+    /// The change as a user makes it, e.g. `net.ipv4.ip_local_port_range =
+    /// 15000 65535` or "use 2 source addresses (now 1)".
     pub change: String,
+    /// Why it helps, with the numbers behind it and any condition it needs.
     pub detail: String,
 }
 
 /// The model's answer for a workload. Port counts are per destination.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
+    /// New connections per second, all destinations together, as given.
     pub rate_per_s: f64,
+    /// The rate each destination's budget carries: `rate_per_s` ÷
+    /// destinations, connections/s.
     pub rate_per_destination_per_s: f64,
-    /// How long a closed connection holds its port.
+    /// How long a closed connection holds its port, in seconds: the TIME_WAIT
+    /// length, or the reuse delay with tw_reuse.
     pub hold_s: f64,
     /// Ports one destination needs at steady state: its rate × the hold time.
     pub ports_needed: u64,
     /// Client sockets all destinations keep in the table together.
     pub sockets_needed_total: u64,
+    /// Ports one source address has towards one destination: the range minus
+    /// the reserved ports inside it.
     pub ports_per_source: u32,
     /// Ports one destination has: per source address × source addresses.
     pub ports_available: u64,
@@ -310,10 +353,16 @@ pub struct Plan {
     pub max_total_rate_per_s: f64,
     /// ports_available − ports_needed (negative = short).
     pub headroom: i64,
+    /// `ports_needed` ÷ `ports_available` at steady state (1.0 when no port is
+    /// available); above 1 the destination runs out.
     pub utilization: f64,
+    /// Whether the ports last: `ports_needed` ≤ `ports_available` and the
+    /// forecast from an empty table never reaches exhaustion.
     pub sustainable: bool,
     /// Seconds from empty to the first EADDRNOTAVAIL; null when sustainable.
     pub exhaustion_s: Option<f64>,
+    /// Critical when not sustainable; otherwise the default thresholds (50 %
+    /// warning, 80 % critical) applied to `utilization`.
     pub severity: Severity,
     /// Connections a pool needs to carry the rate (Little's law).
     pub pool_size: u64,
@@ -330,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_posts_numbers() {
+    fn the_posts_numbers() {
         // "Max new connections/sec: 28,231 / 60 = 470/sec per destination" —
         // the inclusive range really holds 28,232, so 470.5.
         let plan = default_range(470.0).plan();
@@ -348,7 +397,11 @@ mod tests {
         let plan = default_range(3000.0).plan();
         assert_eq!(plan.ports_needed, 180_000);
         // "10 unique destinations: Max total: 4,700 new connections/sec"
-        let plan = Workload { destinations: 10, ..default_range(3000.0) }.plan();
+        let plan = Workload {
+            destinations: 10,
+            ..default_range(3000.0)
+        }
+        .plan();
         assert!((plan.max_total_rate_per_s - 4_705.3).abs() < 0.1);
         assert_eq!(plan.sockets_needed_total, 180_000);
         assert_eq!(plan.ports_needed, 18_000);
@@ -362,11 +415,19 @@ mod tests {
         assert_eq!((plan.ports_needed, plan.ports_available), (3_000, 1_000));
         assert_eq!(plan.exhaustion_s, Some(20.0));
         // Two source addresses: each gets half the rate, so twice as late.
-        let plan = Workload { source_ips: 2, ..Workload::new(50.0, (40000, 40999), PortRanges::default()) }.plan();
+        let plan = Workload {
+            source_ips: 2,
+            ..Workload::new(50.0, (40000, 40999), PortRanges::default())
+        }
+        .plan();
         assert_eq!(plan.ports_available, 2_000);
         assert_eq!(plan.exhaustion_s, Some(40.0));
         // tw_reuse: a port is held for 1 s, so 50 ports are enough.
-        let plan = Workload { tw_reuse: true, ..Workload::new(50.0, (40000, 40999), PortRanges::default()) }.plan();
+        let plan = Workload {
+            tw_reuse: true,
+            ..Workload::new(50.0, (40000, 40999), PortRanges::default())
+        }
+        .plan();
         assert_eq!(plan.ports_needed, 50);
         assert!(plan.sustainable);
         assert_eq!(plan.max_rate_per_s, 1000.0);
@@ -390,7 +451,11 @@ mod tests {
         assert_eq!(plan.pool_size, 50);
         assert!(by_kind(RemedyKind::Pool).sufficient);
         let sources = by_kind(RemedyKind::SourceIps);
-        assert!(sources.change.starts_with("use 3 source addresses"), "{}", sources.change);
+        assert!(
+            sources.change.starts_with("use 3 source addresses"),
+            "{}",
+            sources.change
+        );
         // 60,000 ports: 5536–65535 exactly.
         let range = by_kind(RemedyKind::PortRange);
         assert_eq!(range.change, "net.ipv4.ip_local_port_range = 5536 65535");
@@ -430,7 +495,10 @@ mod tests {
             (0.02, 1, PortRanges::default()),
             (1e6, 1, PortRanges::default()),
         ] {
-            let w = Workload { source_ips: sources, ..Workload::new(rate, (32768, 60999), reserved) };
+            let w = Workload {
+                source_ips: sources,
+                ..Workload::new(rate, (32768, 60999), reserved)
+            };
             let plan = w.plan();
             let Some(range) = plan.remedies.iter().find(|r| r.kind == RemedyKind::PortRange) else {
                 assert!(plan.sustainable);
@@ -444,11 +512,17 @@ mod tests {
         }
         // Every needed count from 0 to beyond the widest range, reserved ports or not.
         for reserved in [PortRanges::default(), reserved] {
-            let w = Workload { source_ips: 1, ..Workload::new(1.0, (32768, 60999), reserved) };
+            let w = Workload {
+                source_ips: 1,
+                ..Workload::new(1.0, (32768, 60999), reserved)
+            };
             for needed in (0..70_000u64).step_by(97) {
                 let bisected = {
-                    let plan_range =
-                        w.remedies(needed, 1).into_iter().find(|r| r.kind == RemedyKind::PortRange).unwrap();
+                    let plan_range = w
+                        .remedies(needed, 1)
+                        .into_iter()
+                        .find(|r| r.kind == RemedyKind::PortRange)
+                        .unwrap();
                     plan_range.sufficient.then(|| {
                         plan_range
                             .change
@@ -471,10 +545,34 @@ mod tests {
             (default_range(1e18), "100,000,000"),
             (default_range(1e300), "100,000,000"),
             (default_range(f64::INFINITY), "rate"),
-            (Workload { time_wait_s: 1e12, ..default_range(1.0) }, "--time-wait"),
-            (Workload { time_wait_s: 3600.5, ..default_range(1.0) }, "--time-wait"),
-            (Workload { time_wait_s: 1e-9, ..default_range(1.0) }, "--time-wait"),
-            (Workload { latency_ms: 3_600_001.0, ..default_range(1.0) }, "--latency-ms"),
+            (
+                Workload {
+                    time_wait_s: 1e12,
+                    ..default_range(1.0)
+                },
+                "--time-wait",
+            ),
+            (
+                Workload {
+                    time_wait_s: 3600.5,
+                    ..default_range(1.0)
+                },
+                "--time-wait",
+            ),
+            (
+                Workload {
+                    time_wait_s: 1e-9,
+                    ..default_range(1.0)
+                },
+                "--time-wait",
+            ),
+            (
+                Workload {
+                    latency_ms: 3_600_001.0,
+                    ..default_range(1.0)
+                },
+                "--latency-ms",
+            ),
         ] {
             let message = w.validate().unwrap_err();
             assert!(message.contains(mentions), "{message:?} should mention {mentions:?}");
@@ -495,19 +593,39 @@ mod tests {
         assert_eq!(plan.pool_size, 360_000_000_000);
         // Unvalidated input (the library does not force validate): no overflow
         // panic, saturated instead of wrapped.
-        let plan = Workload { destinations: 2, ..default_range(1e18) }.plan();
+        let plan = Workload {
+            destinations: 2,
+            ..default_range(1e18)
+        }
+        .plan();
         assert_eq!(plan.sockets_needed_total, u64::MAX);
         assert!(plan.headroom < 0);
         assert!(!plan.sustainable);
-        let plan = Workload { destinations: u32::MAX, source_ips: u32::MAX, ..default_range(1e300) }.plan();
+        let plan = Workload {
+            destinations: u32::MAX,
+            source_ips: u32::MAX,
+            ..default_range(1e300)
+        }
+        .plan();
         assert!(plan.headroom < 0 && !plan.sustainable);
     }
 
     #[test]
     fn bad_inputs_are_refused_with_a_reason() {
         assert!(default_range(-1.0).validate().unwrap_err().contains("rate"));
-        assert!(Workload { range: (5000, 4000), ..default_range(1.0) }.validate().unwrap_err().contains("backwards"));
-        assert!(Workload { destinations: 0, ..default_range(1.0) }.validate().is_err());
+        assert!(Workload {
+            range: (5000, 4000),
+            ..default_range(1.0)
+        }
+        .validate()
+        .unwrap_err()
+        .contains("backwards"));
+        assert!(Workload {
+            destinations: 0,
+            ..default_range(1.0)
+        }
+        .validate()
+        .is_err());
         assert!(default_range(f64::NAN).validate().is_err());
         assert!(default_range(0.0).plan().sustainable);
     }

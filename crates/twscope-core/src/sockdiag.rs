@@ -46,26 +46,46 @@ const SO_RCVBUF_BYTES: libc::c_int = 8 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[repr(u8)]
 pub enum TcpState {
+    /// The connection is open and carries data.
     #[serde(rename = "ESTABLISHED")]
     Established = 1,
+    /// `connect()` sent a SYN and waits for the SYN-ACK; the source port is
+    /// already taken.
     #[serde(rename = "SYN_SENT")]
     SynSent = 2,
+    /// A server answered a SYN and waits for the final ACK (request sockets,
+    /// `TCP_NEW_SYN_RECV`, included).
     #[serde(rename = "SYN_RECV")]
     SynRecv = 3,
+    /// This side closed first; its FIN is not yet acknowledged.
     #[serde(rename = "FIN_WAIT1")]
     FinWait1 = 4,
+    /// This side's FIN was acknowledged; waiting for the peer's FIN, at most
+    /// `tcp_fin_timeout` seconds once the socket is orphaned.
     #[serde(rename = "FIN_WAIT2")]
     FinWait2 = 5,
+    /// This side closed first and the close is complete; the socket keeps its
+    /// 4-tuple (and so its source port) for 60 s so that late segments of the
+    /// old connection cannot reach a new one. The state the port budget is
+    /// about.
     #[serde(rename = "TIME_WAIT")]
     TimeWait = 6,
+    /// Not connected: created or bound, or fully closed.
     #[serde(rename = "CLOSE")]
     Close = 7,
+    /// The peer closed first; the application has not closed its end yet. A
+    /// count that only grows is a leak in the application.
     #[serde(rename = "CLOSE_WAIT")]
     CloseWait = 8,
+    /// The peer closed first, then this side; waiting for the ACK of this
+    /// side's FIN. No TIME_WAIT follows.
     #[serde(rename = "LAST_ACK")]
     LastAck = 9,
+    /// A listening socket, accepting connections on its port.
     #[serde(rename = "LISTEN")]
     Listen = 10,
+    /// Both sides closed at once; waiting for the ACK of this side's FIN,
+    /// then TIME_WAIT.
     #[serde(rename = "CLOSING")]
     Closing = 11,
 }
@@ -178,11 +198,19 @@ impl Family {
 /// One socket from a dump, decoded from an `inet_diag_msg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketRecord {
+    /// The address family the socket was dumped under (`idiag_family`).
     pub family: Family,
+    /// The TCP state (`idiag_state`).
     pub state: TcpState,
+    /// Local address (`idiag_src`); for an outbound socket, the source
+    /// address. IPv4-mapped IPv6 addresses are kept as the kernel gives them.
     pub local_addr: IpAddr,
+    /// Local port (`idiag_sport`): the ephemeral source port of an outbound
+    /// socket, the listening port of a server-side one.
     pub local_port: u16,
+    /// Remote address (`idiag_dst`); unspecified for a listener.
     pub remote_addr: IpAddr,
+    /// Remote port (`idiag_dport`); 0 for a listener.
     pub remote_port: u16,
     /// Which timer runs (`idiag_timer`): 0 none, 1 retransmit, 2 keepalive,
     /// 3 TIME_WAIT, 4 zero-window probe.
@@ -190,6 +218,8 @@ pub struct SocketRecord {
     /// Milliseconds until the timer fires (`idiag_expires`). For a TIME_WAIT
     /// socket this is its remaining lifetime out of 60 s.
     pub expires_ms: u32,
+    /// User id owning the socket (`idiag_uid`); 0 for TIME_WAIT sockets,
+    /// which have no owner any more.
     pub uid: u32,
     /// Socket inode (0 for TIME_WAIT and request sockets, which have no file).
     pub inode: u32,
@@ -198,16 +228,30 @@ pub struct SocketRecord {
 /// What can go wrong in a dump. Malformed input is an error, never a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("cannot open a NETLINK_SOCK_DIAG socket: {0} (the kernel may lack CONFIG_INET_DIAG / the tcp_diag module)")]
+    /// `socket(AF_NETLINK, …, NETLINK_SOCK_DIAG)` failed: no sock_diag support
+    /// in this kernel, or no netlink at all in a sandbox.
+    #[error(
+        "cannot open a NETLINK_SOCK_DIAG socket: {0} (the kernel may lack CONFIG_INET_DIAG / the tcp_diag module)"
+    )]
     Open(#[source] io::Error),
+    /// Sending the `inet_diag_req_v2` request failed.
     #[error("sending the sock_diag request failed: {0}")]
     Send(#[source] io::Error),
+    /// `recvmsg` failed while the dump was streaming in.
     #[error("receiving the sock_diag dump failed: {0}")]
     Recv(#[source] io::Error),
+    /// The kernel answered with an errno (`NLMSG_ERROR`, or a failure code in
+    /// `NLMSG_DONE`), e.g. EPERM or ENOENT when `tcp_diag` is missing.
     #[error("the kernel refused the sock_diag request: {0}")]
     Kernel(#[source] io::Error),
+    /// A message in the received data was truncated or inconsistent.
     #[error("malformed netlink message at byte {offset}: {what}")]
-    Malformed { offset: usize, what: &'static str },
+    Malformed {
+        /// Byte offset of the offending message within one `recvmsg` batch.
+        offset: usize,
+        /// Which check failed.
+        what: &'static str,
+    },
 }
 
 /// Totals of one dump.
@@ -319,14 +363,7 @@ impl SockDiag {
     fn recv(&mut self) -> Result<usize, DumpError> {
         loop {
             // SAFETY: recv into our own buffer, bounded by its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
             if n >= 0 {
                 return Ok(n as usize);
             }
@@ -379,11 +416,7 @@ fn read_u16(buf: &[u8], at: usize) -> u16 {
 ///
 /// Every length is checked before it is used: a truncated or inconsistent
 /// buffer yields [`DumpError::Malformed`], a kernel error [`DumpError::Kernel`].
-pub fn parse_batch(
-    buf: &[u8],
-    seq: u32,
-    mut visit: impl FnMut(&SocketRecord),
-) -> Result<Progress, DumpError> {
+pub fn parse_batch(buf: &[u8], seq: u32, mut visit: impl FnMut(&SocketRecord)) -> Result<Progress, DumpError> {
     let mut offset = 0;
     if buf.is_empty() {
         return Err(DumpError::Malformed {
@@ -504,10 +537,7 @@ fn decode_inet_diag_msg(msg: &[u8]) -> Option<Option<SocketRecord>> {
             let mut dst = [0u8; 16];
             src.copy_from_slice(&msg[8..24]);
             dst.copy_from_slice(&msg[24..40]);
-            (
-                IpAddr::V6(Ipv6Addr::from(src)),
-                IpAddr::V6(Ipv6Addr::from(dst)),
-            )
+            (IpAddr::V6(Ipv6Addr::from(src)), IpAddr::V6(Ipv6Addr::from(dst)))
         }
     };
     Some(Some(SocketRecord {
@@ -584,7 +614,11 @@ mod tests {
             IpAddr::V6(_) => IpAddr::V6("2001:2::1".parse().unwrap()),
         };
         SocketRecord {
-            family: if remote_addr.is_ipv4() { Family::Inet } else { Family::Inet6 },
+            family: if remote_addr.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
             state,
             local_addr,
             local_port: 40_000,
@@ -711,9 +745,15 @@ mod tests {
                 },
                 "unknown family",
             ),
-            (encode_control(libc::NLMSG_ERROR as u16, 0, 1)[..NLMSG_HDR_LEN].to_vec().into_iter()
-                .enumerate().map(|(i, byte)| if i == 0 { NLMSG_HDR_LEN as u8 } else { byte }).collect(),
-                "without an error code"),
+            (
+                encode_control(libc::NLMSG_ERROR as u16, 0, 1)[..NLMSG_HDR_LEN]
+                    .to_vec()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, byte)| if i == 0 { NLMSG_HDR_LEN as u8 } else { byte })
+                    .collect(),
+                "without an error code",
+            ),
         ];
         for (buf, expected) in cases {
             match collect(&buf, 1).0 {

@@ -12,20 +12,20 @@ use serde::Serialize;
 use crate::capacity::{self, Assessment, ModelParams, PortBudget, Severity, Thresholds};
 use crate::census::{Census, StateCounts, TupleKey, TupleStats};
 use crate::kernel::{self, Conntrack, Counters, ReadError, Settings};
+use crate::linux::{self, TimeWaitLifetime};
 use crate::netns::NetnsInfo;
 use crate::sockdiag::{DumpError, TcpState};
 use crate::text::{rate, thousands};
 
-/// What to compute and show.
+/// How to compute: the model's knobs. Which destinations a view shows is a
+/// [`Selection`], applied after collection, so every consumer of a
+/// [`Status`] (doctor, tune, the exporter, the lab) sees every destination.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusOptions {
     /// Close-rate window in seconds (1–60).
     pub window_s: u32,
+    /// Utilization levels of warning and critical.
     pub thresholds: Thresholds,
-    /// Destinations to list; 0 = all.
-    pub top: usize,
-    /// Only destinations matching this.
-    pub dest: Option<DestFilter>,
 }
 
 impl Default for StatusOptions {
@@ -33,16 +33,37 @@ impl Default for StatusOptions {
         StatusOptions {
             window_s: 10,
             thresholds: Thresholds::default(),
-            top: 10,
-            dest: None,
         }
     }
+}
+
+/// Which destinations a view shows (`--top`, `--dest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    /// Destinations to list, busiest first; 0 = all.
+    pub top: usize,
+    /// Only destinations matching this.
+    pub dest: Option<DestFilter>,
+}
+
+impl Default for Selection {
+    fn default() -> Selection {
+        Selection { top: 10, dest: None }
+    }
+}
+
+impl Selection {
+    /// Every destination.
+    pub const ALL: Selection = Selection { top: 0, dest: None };
 }
 
 /// `--dest ADDR[:PORT]`: `198.18.0.2`, `198.18.0.2:5432`, `2001:2::1`, `[2001:2::1]:443`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DestFilter {
+    /// The destination address; an IPv4-mapped IPv6 address is taken as the
+    /// IPv4 one, as the census counts it.
     pub addr: IpAddr,
+    /// The destination port; `None` matches every port of `addr`.
     pub port: Option<u16>,
 }
 
@@ -51,11 +72,17 @@ impl FromStr for DestFilter {
 
     fn from_str(text: &str) -> Result<DestFilter, String> {
         if let Ok(sa) = text.parse::<SocketAddr>() {
-            return Ok(DestFilter { addr: sa.ip().to_canonical(), port: Some(sa.port()) });
+            return Ok(DestFilter {
+                addr: sa.ip().to_canonical(),
+                port: Some(sa.port()),
+            });
         }
         let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
         match bare.parse::<IpAddr>() {
-            Ok(addr) => Ok(DestFilter { addr: addr.to_canonical(), port: None }),
+            Ok(addr) => Ok(DestFilter {
+                addr: addr.to_canonical(),
+                port: None,
+            }),
             Err(_) => Err(format!(
                 "{text:?} is not ADDR or ADDR:PORT (e.g. 198.18.0.2:5432, [2001:db8::1]:443)"
             )),
@@ -64,6 +91,7 @@ impl FromStr for DestFilter {
 }
 
 impl DestFilter {
+    /// Whether a destination (address, port) is the one named.
     pub fn matches(&self, addr: IpAddr, port: u16) -> bool {
         self.addr == addr && self.port.is_none_or(|p| p == port)
     }
@@ -72,8 +100,10 @@ impl DestFilter {
 /// Why a status could not be collected.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
+    /// The sock_diag dump of the sockets failed.
     #[error(transparent)]
     Dump(#[from] DumpError),
+    /// A sysctl, counter or other `/proc` file could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
 }
@@ -81,7 +111,9 @@ pub enum StatusError {
 /// The ephemeral port range and what is left of it for `connect()`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ephemeral {
+    /// First port of `ip_local_port_range`, inclusive.
     pub low: u16,
+    /// Last port of `ip_local_port_range`, inclusive.
     pub high: u16,
     /// Ports in the range (inclusive).
     pub size: u32,
@@ -96,10 +128,16 @@ pub struct Ephemeral {
 /// One source address's share of a destination.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceUse {
+    /// The source address.
     pub addr: String,
+    /// Its sockets towards the destination, any state.
     pub in_use: u64,
+    /// Of which TIME_WAIT.
     pub time_wait: u64,
+    /// Blocking sockets ÷ its budget (see [`Destination::utilization`]).
     pub utilization: f64,
+    /// In-use sockets ÷ its budget (see [`Destination::in_use_ratio`]).
+    pub in_use_ratio: f64,
 }
 
 /// Outbound connections to one destination (address, port).
@@ -107,29 +145,111 @@ pub struct SourceUse {
 pub struct Destination {
     /// Address without brackets.
     pub addr: String,
+    /// Destination port.
     pub port: u16,
+    /// Its sockets in TIME_WAIT, all source addresses together.
     pub time_wait: u64,
+    /// Its sockets in ESTABLISHED, all source addresses together.
     pub established: u64,
+    /// Its client sockets in any state, all source addresses together; each
+    /// holds a source port.
     pub in_use: u64,
     /// Ports available towards it: the per-source budget × source addresses.
     pub available: u32,
-    /// The busiest source address's in use / available: a source is out of
-    /// ports when its own budget is gone. Equal to in_use / available with
-    /// one source address, the usual case.
+    /// The share of the budget `connect()` cannot use: sockets that block a
+    /// port ÷ available, of the busiest source address (a source runs out
+    /// when its own budget is gone). What the severity, the verdict, the UTIL
+    /// column and `twscope_destination_utilization_ratio` show. Without
+    /// tw_reuse every socket blocks, so it equals `in_use_ratio`.
     pub utilization: f64,
+    /// Sockets holding a 4-tuple ÷ available, of the busiest source: what
+    /// `ss` suggests, TIME_WAIT sockets tw_reuse may take over included.
+    pub in_use_ratio: f64,
     /// Whether tcp_tw_reuse applies (TIME_WAIT older than the reuse delay
     /// does not block a port).
     pub tw_reuse: bool,
-    /// What the severity is judged on: blocking sockets / available.
-    pub effective_utilization: f64,
+    /// Connections that closed and entered TIME_WAIT per second, over the
+    /// rate window: completed connections only. While connects fail with
+    /// EADDRNOTAVAIL the application attempts more than this.
     pub close_rate_per_s: f64,
+    /// The close rate the budget sustains ([`crate::capacity::max_sustainable_rate`]).
     pub max_rate_per_s: f64,
     /// Seconds until the busiest source runs out at the current rate; null
     /// when not on course to.
     pub exhaustion_eta_s: Option<f64>,
+    /// The utilization the busiest source levels off at if the close rate
+    /// stays as it is (above 1: it runs out instead).
+    pub steady_utilization: f64,
+    /// Ok, warning or critical, from `utilization` and the forecast.
     pub severity: Severity,
+    /// Its sockets by state.
     pub states: StateCounts,
+    /// Per source address, busiest first.
     pub sources: Vec<SourceUse>,
+}
+
+/// Where a destination is heading at its current close rate: the one wording
+/// of the forecast every view uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outlook {
+    /// No port left now: connect() fails with EADDRNOTAVAIL.
+    ExhaustedNow,
+    /// Runs out in this many seconds.
+    ExhaustedIn(f64),
+    /// Never runs out at this rate, but levels off at this share of the
+    /// budget, high enough to matter.
+    LevelsOff(f64),
+    /// Not on course to run out.
+    Never,
+}
+
+impl Outlook {
+    /// A column-sized form: `now`, `12 s`, `lvl 82%`, `never`.
+    pub fn short(&self) -> String {
+        match self {
+            Outlook::ExhaustedNow => "now".to_string(),
+            Outlook::ExhaustedIn(s) if *s < 10.0 => format!("{s:.1} s"),
+            Outlook::ExhaustedIn(s) => format!("{s:.0} s"),
+            Outlook::LevelsOff(u) => format!("lvl {:.0}%", u * 100.0),
+            Outlook::Never => "never".to_string(),
+        }
+    }
+
+    /// A clause for prose: `ports exhausted now…`, `exhausted in 12 s at
+    /// this rate`, `levels off at 82% of the budget at this rate`.
+    pub fn phrase(&self) -> String {
+        match self {
+            Outlook::ExhaustedNow => "ports exhausted now: connect() fails with EADDRNOTAVAIL".to_string(),
+            Outlook::ExhaustedIn(s) => format!("exhausted in {s:.0} s at this rate"),
+            Outlook::LevelsOff(u) => format!("levels off at {:.0}% of the budget at this rate", u * 100.0),
+            Outlook::Never => "not on course to run out".to_string(),
+        }
+    }
+}
+
+impl Destination {
+    /// `addr:port`, IPv6 bracketed as `ss` shows it.
+    pub fn endpoint(&self) -> String {
+        endpoint(&self.addr, self.port)
+    }
+
+    /// Where it is heading at the current close rate.
+    pub fn outlook(&self) -> Outlook {
+        match self.exhaustion_eta_s {
+            Some(s) if s <= 0.0 => Outlook::ExhaustedNow,
+            Some(s) => Outlook::ExhaustedIn(s),
+            None if self.severity > Severity::Ok && self.close_rate_per_s > 0.0 => {
+                Outlook::LevelsOff(self.steady_utilization.min(1.0))
+            }
+            None => Outlook::Never,
+        }
+    }
+
+    /// Whether the budget is used up now, so the close rate counts only the
+    /// connects that got a port.
+    pub fn exhausted(&self) -> bool {
+        self.outlook() == Outlook::ExhaustedNow
+    }
 }
 
 /// A listening socket.
@@ -137,52 +257,129 @@ pub struct Destination {
 pub struct Listener {
     /// Bound address without brackets (`0.0.0.0`, `::` for any).
     pub addr: String,
+    /// The listening port. Inside the ephemeral range and not reserved, it
+    /// is taken out of every destination's budget.
     pub port: u16,
 }
 
 /// Server-side sockets on one listening port.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inbound {
+    /// The listening port these sockets were accepted on.
     pub port: u16,
+    /// Of them, TIME_WAIT: connections this host closed first. They cost
+    /// memory and TIME_WAIT buckets, but no ephemeral port.
     pub time_wait: u64,
+    /// Of them, ESTABLISHED.
     pub established: u64,
+    /// Server-side sockets on the port in any state.
     pub total: u64,
 }
 
+/// The one-line answer for a namespace, or for the destinations a
+/// `--dest` selection keeps.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
+    /// The worst destination's severity (ok when there are no outbound
+    /// connections); `twscope status` exits with its
+    /// [`Severity::exit_code`].
     pub severity: Severity,
     /// One line naming the worst destination and the likely cause.
     pub summary: String,
 }
 
+/// The TIME_WAIT lifetime the model uses, and what the dump shows of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeWaitHold {
+    /// The kernel's tick rate.
+    pub hz: u32,
+    /// The timer-wheel bucket a 60 s timer falls in, seconds: the most a
+    /// socket outlives its nominal 60 s.
+    pub granularity_s: f64,
+    /// The mean lifetime the model holds a port for (60 s + half a bucket).
+    pub mean_s: f64,
+    /// The longest lifetime.
+    pub max_s: f64,
+    /// TIME_WAIT sockets in this dump past their nominal 60 s.
+    pub past_nominal_expiry: u64,
+}
+
+/// What one kernel read gathered; [`Status::build`] turns it into the report
+/// without further I/O.
+#[derive(Debug, Clone)]
+pub struct Readings {
+    /// The socket census.
+    pub census: Census,
+    /// The namespace's sysctls.
+    pub settings: Settings,
+    /// Its counters.
+    pub counters: Counters,
+    /// conntrack, where loaded.
+    pub conntrack: Option<Conntrack>,
+    /// Host name.
+    pub host: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Which namespace.
+    pub netns: NetnsInfo,
+    /// What the dump cost.
+    pub dump: DumpInfo,
+    /// The kernel's TIME_WAIT lifetime.
+    pub time_wait: TimeWaitLifetime,
+}
+
+/// What the sock_diag dump cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct DumpInfo {
+    /// Sockets the dump returned, in every state.
     pub sockets: u64,
+    /// Wall-clock time of the dump (listeners, then IPv4 and IPv6 in
+    /// parallel), in milliseconds, to the microsecond.
     pub duration_ms: f64,
 }
 
 /// The whole report. Serialises to the JSON schema documented in the README.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// Host name of the current UTS namespace.
     pub host: String,
+    /// The network namespace every number below belongs to.
     pub netns: NetnsInfo,
+    /// Kernel release (`uname -r`).
     pub kernel: String,
+    /// Every socket of the namespace by state, listeners included, as
+    /// `ss -tan` counts them.
     pub states: StateCounts,
+    /// The ephemeral port range and the budget each tuple has of it.
     pub ephemeral: Ephemeral,
+    /// The sysctls the model read.
     pub settings: Settings,
+    /// TIME_WAIT counters at collection time, cumulative since boot (a rate
+    /// needs two reads).
     pub counters: Counters,
+    /// conntrack fill; `None` where netfilter conntrack is not loaded.
     pub conntrack: Option<Conntrack>,
+    /// The close-rate window the rates were computed over, in seconds (1–60).
     pub window_s: u32,
+    /// The utilization levels of warning and critical the severities came
+    /// from.
     pub thresholds: Thresholds,
-    /// Outbound destinations matching `--dest`, before the `--top` cut.
-    pub destinations_total: usize,
-    /// Sorted by in-use, descending; the first `--top` (all with 0).
+    /// How long TIME_WAIT really holds a port on this kernel.
+    pub time_wait_lifetime: TimeWaitHold,
+    /// Every outbound destination, busiest (in use) first. Views select from
+    /// it with [`Status::report`]; serialised only there.
+    #[serde(skip)]
     pub destinations: Vec<Destination>,
+    /// Server-side sockets per listening port, most TIME_WAIT first. Kept
+    /// apart from the port budget: inbound TIME_WAIT takes no ephemeral port.
     pub inbound: Vec<Inbound>,
     /// Every listening socket, by port.
     pub listeners: Vec<Listener>,
+    /// The namespace's verdict, over every destination (serialised by
+    /// [`Status::report`], which may narrow it to `--dest`).
+    #[serde(skip)]
     pub verdict: Verdict,
+    /// How many sockets the dump saw and how long it took.
     pub dump: DumpInfo,
 }
 
@@ -198,39 +395,42 @@ impl Status {
             sockets: census.sockets,
             duration_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         };
-        Ok(Status::build(
-            &census,
+        let readings = Readings {
+            census,
             settings,
             // /proc/net follows the main thread; /proc/thread-self/net follows
             // this one, which is what a caller that entered a namespace on a
             // worker thread (`twscope lab`) needs. Same thing on the main thread.
-            Counters::read(Path::new("/proc/thread-self"))?,
-            Conntrack::read(proc_root)?,
-            kernel::hostname(proc_root)?,
-            kernel::kernel_release(proc_root)?,
+            counters: Counters::read(Path::new("/proc/thread-self"))?,
+            conntrack: Conntrack::read(proc_root)?,
+            host: kernel::hostname(proc_root)?,
+            kernel: kernel::kernel_release(proc_root)?,
             netns,
             dump,
-            options,
-        ))
+            time_wait: TimeWaitLifetime::of_running_kernel(),
+        };
+        Ok(Status::build(readings, options))
     }
 
-    /// Builds the report from already gathered parts (no I/O).
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        census: &Census,
-        settings: Settings,
-        counters: Counters,
-        conntrack: Option<Conntrack>,
-        host: String,
-        kernel: String,
-        netns: NetnsInfo,
-        dump: DumpInfo,
-        options: &StatusOptions,
-    ) -> Status {
+    /// Builds the report from one kernel read (no I/O).
+    pub fn build(readings: Readings, options: &StatusOptions) -> Status {
+        let Readings {
+            census,
+            settings,
+            counters,
+            conntrack,
+            host,
+            kernel,
+            netns,
+            dump,
+            time_wait,
+        } = readings;
+        let census = &census;
+        let range = (settings.port_range_low, settings.port_range_high);
         let listeners_in_range: Vec<u16> = census
             .listeners
             .ports()
-            .filter(|&p| settings.in_range(p) && !settings.reserved_ports.contains(p))
+            .filter(|&p| linux::listener_takes_a_port(p, range, |p| settings.reserved_ports.contains(p)))
             .collect();
         let budget = PortBudget {
             range_size: settings.range_size(),
@@ -241,28 +441,27 @@ impl Status {
             window_s: options.window_s,
             thresholds: options.thresholds,
             reuse_delay_ms: settings.reuse_delay_ms(),
+            time_wait_s: time_wait.mean_s(),
         };
 
         // Group tuples by destination; assess each tuple on its own budget.
         let mut by_destination: BTreeMap<(IpAddr, u16), Vec<(&TupleKey, &TupleStats)>> = BTreeMap::new();
         for (key, stats) in &census.outbound {
-            if options.dest.is_some_and(|f| !f.matches(key.dst, key.dst_port)) {
-                continue;
-            }
-            by_destination.entry((key.dst, key.dst_port)).or_default().push((key, stats));
+            by_destination
+                .entry((key.dst, key.dst_port))
+                .or_default()
+                .push((key, stats));
         }
         let mut destinations: Vec<Destination> = by_destination
             .into_iter()
             .map(|((addr, port), tuples)| destination(addr, port, &tuples, budget.available(), &settings, &params))
             .collect();
         destinations.sort_by(|a, b| {
-            b.in_use.cmp(&a.in_use).then_with(|| (&a.addr, a.port).cmp(&(&b.addr, b.port)))
+            b.in_use
+                .cmp(&a.in_use)
+                .then_with(|| (&a.addr, a.port).cmp(&(&b.addr, b.port)))
         });
-        let verdict = verdict(&destinations, &settings);
-        let destinations_total = destinations.len();
-        if options.top > 0 {
-            destinations.truncate(options.top);
-        }
+        let verdict = verdict(&destinations, &settings, params.time_wait_s);
 
         let mut inbound: Vec<Inbound> = census
             .inbound
@@ -274,7 +473,12 @@ impl Status {
                 total: counts.total(),
             })
             .collect();
-        inbound.sort_by(|a, b| b.time_wait.cmp(&a.time_wait).then(b.total.cmp(&a.total)).then(a.port.cmp(&b.port)));
+        inbound.sort_by(|a, b| {
+            b.time_wait
+                .cmp(&a.time_wait)
+                .then(b.total.cmp(&a.total))
+                .then(a.port.cmp(&b.port))
+        });
 
         Status {
             host,
@@ -294,14 +498,23 @@ impl Status {
             conntrack,
             window_s: params.window_s,
             thresholds: params.thresholds,
-            destinations_total,
+            time_wait_lifetime: TimeWaitHold {
+                hz: time_wait.hz,
+                granularity_s: time_wait.granularity_s,
+                mean_s: time_wait.mean_s(),
+                max_s: time_wait.max_s(),
+                past_nominal_expiry: census.time_wait_past_nominal,
+            },
             destinations,
             inbound,
             listeners: census
                 .listeners
                 .sockets
                 .iter()
-                .map(|(addr, port)| Listener { addr: addr.to_string(), port: *port })
+                .map(|(addr, port)| Listener {
+                    addr: addr.to_string(),
+                    port: *port,
+                })
                 .collect(),
             verdict,
             dump,
@@ -338,10 +551,11 @@ fn destination(
             in_use: a.in_use,
             time_wait: a.time_wait,
             utilization: a.utilization,
+            in_use_ratio: a.in_use_ratio,
         });
         let worse = match &worst {
             None => true,
-            Some(w) => (a.severity, a.effective_utilization) > (w.severity, w.effective_utilization),
+            Some(w) => (a.severity, a.utilization) > (w.severity, w.utilization),
         };
         if worse {
             worst = Some(a);
@@ -356,12 +570,13 @@ fn destination(
         established: states.get(TcpState::Established),
         in_use: states.total(),
         available: per_source.saturating_mul(tuples.len() as u32),
-        utilization: sources.iter().map(|s| s.utilization).fold(0.0, f64::max),
+        utilization: worst.utilization,
+        in_use_ratio: sources.iter().map(|s| s.in_use_ratio).fold(0.0, f64::max),
         tw_reuse: worst.tw_reuse,
-        effective_utilization: worst.effective_utilization,
         close_rate_per_s: close_rate,
         max_rate_per_s: max_rate,
         exhaustion_eta_s: eta,
+        steady_utilization: worst.steady_utilization,
         severity: worst.severity,
         states,
         sources,
@@ -377,10 +592,14 @@ pub fn endpoint(addr: &str, port: u16) -> String {
     }
 }
 
-fn verdict(destinations: &[Destination], settings: &Settings) -> Verdict {
-    let Some(worst) = destinations.iter().max_by(|a, b| {
-        (a.severity, a.effective_utilization)
-            .partial_cmp(&(b.severity, b.effective_utilization))
+/// The verdict over `destinations`: the worst one named, with its numbers,
+/// where it is heading and the likely cause. `hold_s` is the TIME_WAIT
+/// lifetime the model used.
+pub fn verdict(destinations: &[Destination], settings: &Settings, hold_s: f64) -> Verdict {
+    // The worst destination; among equals, the busiest (the first in order).
+    let Some(worst) = destinations.iter().rev().max_by(|a, b| {
+        (a.severity, a.utilization, a.in_use)
+            .partial_cmp(&(b.severity, b.utilization, b.in_use))
             .unwrap_or(std::cmp::Ordering::Equal)
     }) else {
         return Verdict {
@@ -388,10 +607,16 @@ fn verdict(destinations: &[Destination], settings: &Settings) -> Verdict {
             summary: "OK: no outbound TCP connections, so no source ports in use".to_string(),
         };
     };
-    let name = endpoint(&worst.addr, worst.port);
-    let percent = (worst.effective_utilization * 100.0).round();
+    let percent = (worst.utilization * 100.0).round();
+    // While connects fail, only the ones that got a port close and count.
+    let rate_meaning = if worst.exhausted() {
+        " (connections that got a port; the application attempts more)"
+    } else {
+        ""
+    };
     let usage = format!(
-        "{name} uses {percent}% of its {} ports ({} in use, {} TIME_WAIT), closing {}/s against {}/s sustainable",
+        "{} uses {percent}% of its {} ports ({} in use, {} TIME_WAIT), closing {}/s{rate_meaning} against {}/s sustainable",
+        worst.endpoint(),
         thousands(u64::from(worst.available)),
         thousands(worst.in_use),
         thousands(worst.time_wait),
@@ -404,22 +629,21 @@ fn verdict(destinations: &[Destination], settings: &Settings) -> Verdict {
             summary: format!("OK: no destination is short of source ports; busiest {usage}"),
         };
     }
-    let eta = match worst.exhaustion_eta_s {
-        Some(s) if s <= 0.0 => "; ports exhausted now: connect() fails with EADDRNOTAVAIL".to_string(),
-        Some(s) => format!("; exhausted in {s:.0} s at this rate"),
-        None => String::new(),
+    let outlook = match worst.outlook() {
+        Outlook::Never => String::new(),
+        outlook => format!("; {}", outlook.phrase()),
     };
     Verdict {
         severity: worst.severity,
         summary: format!(
-            "{}: {usage}{eta}. Likely cause: {}",
+            "{}: {usage}{outlook}. Likely cause: {}",
             worst.severity.name().to_uppercase(),
-            likely_cause(worst, settings)
+            likely_cause(worst, settings, hold_s)
         ),
     }
 }
 
-fn likely_cause(d: &Destination, settings: &Settings) -> String {
+fn likely_cause(d: &Destination, settings: &Settings, hold_s: f64) -> String {
     let close_wait = d.states.get(TcpState::CloseWait);
     let syn_sent = d.states.get(TcpState::SynSent);
     let cause = if d.time_wait * 2 >= d.in_use {
@@ -435,7 +659,10 @@ fn likely_cause(d: &Destination, settings: &Settings) -> String {
             thousands(close_wait)
         )
     } else if syn_sent * 2 >= d.in_use {
-        format!("{} connects still in SYN_SENT: the destination is slow or unreachable", thousands(syn_sent))
+        format!(
+            "{} connects still in SYN_SENT: the destination is slow or unreachable",
+            thousands(syn_sent)
+        )
     } else {
         format!(
             "{} concurrent ESTABLISHED connections: the pool or client opens too many connections to one destination",
@@ -449,16 +676,130 @@ fn likely_cause(d: &Destination, settings: &Settings) -> String {
             thousands(u64::from(settings.reuse_delay_ms()))
         )
     } else if d.time_wait > 0 {
-        let why = match (settings.tcp_tw_reuse, settings.tcp_timestamps) {
-            (_, 0) => "tcp_timestamps=0 disables tcp_tw_reuse".to_string(),
-            (2, _) => "tcp_tw_reuse=2 covers loopback only".to_string(),
-            (n, _) => format!("tcp_tw_reuse={n}"),
-        };
-        format!(" ({why}: TIME_WAIT holds each port for 60 s)")
+        let why = linux::tw_reuse_off_reason(settings.tcp_tw_reuse, settings.tcp_timestamps)
+            .unwrap_or_else(|| "tcp_tw_reuse does not apply".to_string());
+        format!(" ({why}: TIME_WAIT holds each port for {hold_s:.1} s on this kernel)")
     } else {
         String::new()
     };
     cause + &reuse
+}
+
+/// Destinations summed into one (the exporter's `dst="other"` series):
+/// counts, budgets and rates add up, utilization is the worst of them, time
+/// to exhaustion the soonest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DestinationSum {
+    /// How many destinations were summed.
+    pub destinations: usize,
+    /// Their TIME_WAIT sockets.
+    pub time_wait: u64,
+    /// Their ESTABLISHED sockets.
+    pub established: u64,
+    /// Their sockets in any state.
+    pub in_use: u64,
+    /// Their budgets added up.
+    pub available: u64,
+    /// The worst utilization among them.
+    pub utilization: f64,
+    /// Their close rates added up.
+    pub close_rate_per_s: f64,
+    /// Their sustainable rates added up.
+    pub max_rate_per_s: f64,
+    /// The soonest exhaustion among them.
+    pub exhaustion_eta_s: Option<f64>,
+}
+
+impl DestinationSum {
+    /// The sum of `destinations`.
+    pub fn of<'a>(destinations: impl IntoIterator<Item = &'a Destination>) -> DestinationSum {
+        let mut sum = DestinationSum::default();
+        for d in destinations {
+            sum.destinations += 1;
+            sum.time_wait += d.time_wait;
+            sum.established += d.established;
+            sum.in_use += d.in_use;
+            sum.available += u64::from(d.available);
+            sum.utilization = sum.utilization.max(d.utilization);
+            sum.close_rate_per_s += d.close_rate_per_s;
+            sum.max_rate_per_s += d.max_rate_per_s;
+            if let Some(t) = d.exhaustion_eta_s {
+                sum.exhaustion_eta_s = Some(sum.exhaustion_eta_s.map_or(t, |e: f64| e.min(t)));
+            }
+        }
+        sum
+    }
+}
+
+impl Status {
+    /// The `keep` busiest destinations, and the rest summed (`None` when
+    /// nothing is left over): bounded label cardinality for the exporter.
+    pub fn busiest_and_rest(&self, keep: usize) -> (&[Destination], Option<DestinationSum>) {
+        let (top, rest) = self.destinations.split_at(self.destinations.len().min(keep));
+        (top, (!rest.is_empty()).then(|| DestinationSum::of(rest)))
+    }
+}
+
+/// `status --json`: the [`Status`] with the destinations a [`Selection`]
+/// picks. Serialises to the schema documented in the README.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport<'a> {
+    /// Everything but the destinations.
+    #[serde(flatten)]
+    pub status: &'a Status,
+    /// Destinations matching `--dest`, before the `--top` cut.
+    pub destinations_total: usize,
+    /// The selected destinations, busiest first.
+    pub destinations: Vec<&'a Destination>,
+    /// The verdict over the destinations matching `--dest` (the namespace's
+    /// own verdict without it).
+    pub verdict: Verdict,
+}
+
+impl Status {
+    /// The destinations `selection` picks, busiest first, and how many
+    /// matched before the `--top` cut.
+    pub fn selected(&self, selection: &Selection) -> (Vec<&Destination>, usize) {
+        let matching: Vec<&Destination> = self
+            .destinations
+            .iter()
+            .filter(|d| {
+                selection
+                    .dest
+                    .is_none_or(|f| d.addr.parse().is_ok_and(|addr: IpAddr| f.matches(addr, d.port)))
+            })
+            .collect();
+        let total = matching.len();
+        let shown = if selection.top == 0 {
+            matching
+        } else {
+            matching.into_iter().take(selection.top).collect()
+        };
+        (shown, total)
+    }
+
+    /// The report a view renders for `selection`.
+    pub fn report(&self, selection: &Selection) -> StatusReport<'_> {
+        let (destinations, destinations_total) = self.selected(selection);
+        let verdict = match selection.dest {
+            None => self.verdict.clone(),
+            Some(_) => {
+                let matching: Vec<Destination> = self
+                    .selected(&Selection { top: 0, ..*selection })
+                    .0
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                verdict(&matching, &self.settings, self.time_wait_lifetime.mean_s)
+            }
+        };
+        StatusReport {
+            status: self,
+            destinations_total,
+            destinations,
+            verdict,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -483,7 +824,11 @@ mod tests {
     fn tw(census: &mut Census, src: &str, sport: u16, dst: &str, dport: u16, expires_ms: u32) {
         let local_addr: IpAddr = src.parse().unwrap();
         census.add(&SocketRecord {
-            family: if local_addr.is_ipv4() { Family::Inet } else { Family::Inet6 },
+            family: if local_addr.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
             state: TcpState::TimeWait,
             local_addr,
             local_port: sport,
@@ -498,14 +843,24 @@ mod tests {
 
     fn build(census: &Census, settings: Settings, options: &StatusOptions) -> Status {
         Status::build(
-            census,
-            settings,
-            Counters::default(),
-            None,
-            "test".into(),
-            "6.18".into(),
-            NetnsInfo { name: "host".into(), inode: 1 },
-            DumpInfo { sockets: census.sockets, duration_ms: 0.0 },
+            Readings {
+                census: census.clone(),
+                settings,
+                counters: Counters::default(),
+                conntrack: None,
+                host: "test".into(),
+                kernel: "6.18".into(),
+                netns: NetnsInfo {
+                    name: "host".into(),
+                    inode: 1,
+                },
+                dump: DumpInfo {
+                    sockets: census.sockets,
+                    duration_ms: 0.0,
+                },
+                // HZ=250: TIME_WAIT holds a port 61.024 s on average.
+                time_wait: TimeWaitLifetime::for_hz(250),
+            },
             options,
         )
     }
@@ -529,7 +884,14 @@ mod tests {
         for i in 0..24_000u32 {
             // Evenly spread over the last minute: 400 per second of age.
             let expires = 60_000 - (i / 400) * 1000 - 500;
-            tw(&mut census, "198.18.0.1", 32768 + (i % 17_000) as u16, "198.18.0.100", 5432, expires);
+            tw(
+                &mut census,
+                "198.18.0.1",
+                32768 + (i % 17_000) as u16,
+                "198.18.0.100",
+                5432,
+                expires,
+            );
         }
         for i in 0..30u16 {
             tw(&mut census, "2001:2::1", 33000 + i, "2001:2::100", 443, 30_000);
@@ -544,20 +906,76 @@ mod tests {
         assert_eq!(status.ephemeral.reserved, 100);
         assert_eq!(status.ephemeral.listeners_in_range, vec![50_000]);
         assert_eq!(status.ephemeral.available, 28_131);
-        assert_eq!(status.destinations_total, 2);
+        assert_eq!(status.destinations.len(), 2);
         let db = &status.destinations[0];
         assert_eq!((db.addr.as_str(), db.port), ("198.18.0.100", 5432));
         assert_eq!((db.time_wait, db.in_use, db.available), (24_000, 24_000, 28_131));
         assert!((db.close_rate_per_s - 400.0).abs() < 1e-9);
         assert_eq!(db.severity, Severity::Critical); // 85%
-        assert_eq!(db.exhaustion_eta_s, None); // 400/s × 60 s < 28,131
+        assert_eq!(db.exhaustion_eta_s, None); // 400/s × 61 s < 28,131
+                                               // It levels off at 400/s × 61.024 s of 28,131 ports.
+        assert!((db.steady_utilization - 400.0 * 61.024 / 28_131.0).abs() < 1e-9);
+        assert_eq!(db.outlook(), Outlook::LevelsOff(db.steady_utilization));
+        assert_eq!(db.outlook().short(), "lvl 87%");
         let v6 = &status.destinations[1];
         assert_eq!((v6.addr.as_str(), v6.port, v6.in_use), ("2001:2::100", 443, 30));
         assert_eq!(status.verdict.severity, Severity::Critical);
         let summary = &status.verdict.summary;
-        assert!(summary.starts_with("CRITICAL: 198.18.0.100:5432 uses 85% of its 28,131 ports"), "{summary}");
+        assert!(
+            summary.starts_with("CRITICAL: 198.18.0.100:5432 uses 85% of its 28,131 ports"),
+            "{summary}"
+        );
         assert!(summary.contains("pool is bypassed"), "{summary}");
         assert!(summary.contains("tcp_tw_reuse=0"), "{summary}");
+        assert!(summary.contains("levels off at 87% of the budget"), "{summary}");
+        assert!(summary.contains("61.0 s on this kernel"), "{summary}");
+    }
+
+    #[test]
+    fn with_tw_reuse_the_two_ratios_differ_and_utilization_is_what_blocks() {
+        let status = build(&busy_census(), settings(1), &StatusOptions::default());
+        let db = &status.destinations[0];
+        // 24,000 TIME_WAIT hold a 4-tuple (85% of the budget in the table)…
+        assert!((db.in_use_ratio - 24_000.0 / 28_131.0).abs() < 1e-12);
+        // …but only the 400 younger than the 1 s reuse delay block a port.
+        assert!((db.utilization - 400.0 / 28_131.0).abs() < 1e-12);
+        assert!(status
+            .verdict
+            .summary
+            .contains(&format!("uses {}%", (db.utilization * 100.0).round())));
+        let json = serde_json::to_value(status.report(&Selection::ALL)).unwrap();
+        assert_eq!(json["destinations"][0]["utilization"], db.utilization);
+        assert_eq!(json["destinations"][0]["in_use_ratio"], db.in_use_ratio);
+        assert!(json["destinations"][0].get("effective_utilization").is_none());
+    }
+
+    #[test]
+    fn an_exhausted_destination_says_what_its_rate_measures() {
+        // 1,000 ports, all TIME_WAIT, the youngest 100 of the last second.
+        let mut census = Census::default();
+        for i in 0..1000u32 {
+            tw(
+                &mut census,
+                "198.18.0.1",
+                40_000 + i as u16,
+                "198.18.0.100",
+                5432,
+                59_500 - (i / 100) * 1000,
+            );
+        }
+        let mut s = settings(0);
+        s.port_range_low = 40_000;
+        s.port_range_high = 40_999;
+        s.reserved_ports = kernel::PortRanges::default();
+        let status = build(&census, s, &StatusOptions::default());
+        let db = &status.destinations[0];
+        assert_eq!(db.outlook(), Outlook::ExhaustedNow);
+        let summary = &status.verdict.summary;
+        assert!(
+            summary.contains("connections that got a port; the application attempts more"),
+            "{summary}"
+        );
+        assert!(summary.contains("ports exhausted now"), "{summary}");
     }
 
     #[test]
@@ -574,18 +992,30 @@ mod tests {
     }
 
     #[test]
-    fn top_dest_filter_and_thresholds() {
+    fn top_dest_selection_and_thresholds() {
         let census = busy_census();
-        let options = StatusOptions { top: 1, ..StatusOptions::default() };
-        let status = build(&census, settings(0), &options);
-        assert_eq!((status.destinations.len(), status.destinations_total), (1, 2));
-        let options = StatusOptions { dest: Some("[2001:2::100]:443".parse().unwrap()), ..StatusOptions::default() };
-        let status = build(&census, settings(0), &options);
-        assert_eq!(status.destinations.len(), 1);
-        assert_eq!(status.destinations[0].port, 443);
-        assert_eq!(status.verdict.severity, Severity::Ok);
+        let status = build(&census, settings(0), &StatusOptions::default());
+        // Collection keeps everything; the selection is the view's.
+        assert_eq!(status.destinations.len(), 2);
+        let report = status.report(&Selection { top: 1, dest: None });
+        assert_eq!((report.destinations.len(), report.destinations_total), (1, 2));
+        let report = status.report(&Selection {
+            top: 10,
+            dest: Some("[2001:2::100]:443".parse().unwrap()),
+        });
+        assert_eq!((report.destinations.len(), report.destinations_total), (1, 1));
+        assert_eq!(report.destinations[0].port, 443);
+        assert_eq!(report.verdict.severity, Severity::Ok);
+        assert_eq!(
+            status.verdict.severity,
+            Severity::Critical,
+            "the namespace's own verdict is unchanged"
+        );
         let options = StatusOptions {
-            thresholds: Thresholds { warning: 0.9, critical: 0.95 },
+            thresholds: Thresholds {
+                warning: 0.9,
+                critical: 0.95,
+            },
             ..StatusOptions::default()
         };
         assert_eq!(build(&census, settings(0), &options).verdict.severity, Severity::Ok);
@@ -593,9 +1023,20 @@ mod tests {
 
     #[test]
     fn json_has_the_documented_shape() {
-        let status = build(&busy_census(), settings(0), &StatusOptions { top: 0, ..StatusOptions::default() });
-        let json = serde_json::to_value(&status).unwrap();
-        for key in ["netns", "kernel", "states", "ephemeral", "settings", "destinations", "inbound", "verdict"] {
+        let status = build(&busy_census(), settings(0), &StatusOptions::default());
+        let json = serde_json::to_value(status.report(&Selection::ALL)).unwrap();
+        for key in [
+            "netns",
+            "kernel",
+            "states",
+            "ephemeral",
+            "settings",
+            "destinations",
+            "destinations_total",
+            "inbound",
+            "verdict",
+            "time_wait_lifetime",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["states"].as_object().unwrap().len(), 11);
@@ -607,14 +1048,48 @@ mod tests {
         }
         let d = &json["destinations"][1];
         for key in [
-            "addr", "port", "time_wait", "established", "in_use", "available", "utilization",
-            "close_rate_per_s", "max_rate_per_s", "exhaustion_eta_s", "severity",
+            "addr",
+            "port",
+            "time_wait",
+            "established",
+            "in_use",
+            "available",
+            "utilization",
+            "in_use_ratio",
+            "close_rate_per_s",
+            "max_rate_per_s",
+            "exhaustion_eta_s",
+            "steady_utilization",
+            "severity",
         ] {
             assert!(d.get(key).is_some(), "destinations[].{key}");
         }
         assert_eq!(d["addr"], "2001:2::100"); // no brackets
         assert!(d["exhaustion_eta_s"].is_null());
         assert_eq!(json["verdict"]["severity"], "critical");
+    }
+
+    #[test]
+    fn the_tail_sums_into_one_destination() {
+        let mut census = busy_census();
+        for i in 0..60u16 {
+            tw(&mut census, "198.18.0.1", 34_000 + i, "198.18.0.3", 80, 50_000);
+        }
+        let status = build(&census, settings(0), &StatusOptions::default());
+        let (top, rest) = status.busiest_and_rest(1);
+        assert_eq!((top.len(), top[0].port), (1, 5432));
+        let rest = rest.unwrap();
+        assert_eq!((rest.destinations, rest.in_use, rest.time_wait), (2, 90, 90));
+        assert_eq!(rest.available, 2 * 28_131);
+        assert_eq!(
+            rest.utilization,
+            status.destinations[1]
+                .utilization
+                .max(status.destinations[2].utilization)
+        );
+        let rates: f64 = status.destinations[1..].iter().map(|d| d.close_rate_per_s).sum();
+        assert_eq!(rest.close_rate_per_s, rates);
+        assert!(status.busiest_and_rest(3).1.is_none());
     }
 
     #[test]
@@ -626,7 +1101,10 @@ mod tests {
         assert_eq!(f.port, None);
         let f: DestFilter = "[2001:2::1]".parse().unwrap();
         assert_eq!(f.port, None);
-        assert!("db.internal:5432".parse::<DestFilter>().unwrap_err().contains("ADDR:PORT"));
+        assert!("db.internal:5432"
+            .parse::<DestFilter>()
+            .unwrap_err()
+            .contains("ADDR:PORT"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `twscope tune`: the system part of the checklist, computed from a namespace's
 //! findings and applied safely.
 //!
-//! [`recommend`] is pure: it proposes only what the findings call for, so once
-//! applied a second run proposes nothing. [`apply`] writes `/proc/sys` of the
+//! [`recommend`] is pure: it proposes only what the typed findings of a
+//! [`Report`] call for ([`FindingId`]), so once applied a second run proposes
+//! nothing. [`apply`] writes `/proc/sys` of the
 //! calling thread's namespace; [`persist`] writes a sysctl.d file atomically.
 //!
 //! - a wider range (1024–65535) when the range is narrow or a destination is
@@ -19,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::doctor::{remedies, tables, Report};
-use crate::plan::WIDEST_RANGE;
+use crate::doctor::{remedies, reuse_would_apply, seconds, tables, FindingId, Report};
+use crate::linux::{range_size, WIDEST_PORT_RANGE};
 use crate::status::Status;
 
 /// One sysctl to change.
@@ -28,20 +29,34 @@ use crate::status::Status;
 pub struct Change {
     /// The sysctl, dotted (`net.ipv4.tcp_tw_reuse`).
     pub key: &'static str,
+    /// Its value now, as `/proc/sys` shows it.
     pub current: String,
+    /// The value to write.
     pub proposed: String,
+    /// One line: what the change buys, with the model's numbers.
     pub why: String,
 }
 
-/// The changes `status`'s findings call for; empty when there is nothing to do.
+/// The changes `report`'s findings on `status` call for; empty when there is
+/// nothing to do.
+///
+/// - `port-range-narrow` or `destination-pressure`: widen the range;
+/// - listeners inside the range in force after that: reserve them;
+/// - `tw-reuse-off` or `tw-reuse-loopback-only`: `tcp_tw_reuse=1`, only with
+///   timestamps on;
+/// - `tw-recycle-present` at critical (it is 1): `tcp_tw_recycle=0`;
+/// - TIME_WAIT near `tcp_max_tw_buckets`: a bigger table.
 pub fn recommend(status: &Status, report: &Report) -> Vec<Change> {
     let s = &status.settings;
     let mut changes = Vec::new();
 
     // The range: wider when narrow or under pressure, never narrower.
     let current_range = (s.port_range_low, s.port_range_high);
-    let range = if report.has("port-range-narrow") || report.has("destination-pressure") {
-        (current_range.0.min(WIDEST_RANGE.0), current_range.1.max(WIDEST_RANGE.1))
+    let range = if report.has(FindingId::PortRangeNarrow) || report.has(FindingId::DestinationPressure) {
+        (
+            current_range.0.min(WIDEST_PORT_RANGE.0),
+            current_range.1.max(WIDEST_PORT_RANGE.1),
+        )
     } else {
         current_range
     };
@@ -81,20 +96,30 @@ pub fn recommend(status: &Status, report: &Report) -> Vec<Change> {
             why: format!(
                 "{} → {} source ports per destination",
                 crate::text::thousands(u64::from(s.range_size())),
-                crate::text::thousands(u64::from(range.1 - range.0) + 1 - u64::from(reserved.count_within(range.0, range.1)))
+                crate::text::thousands(
+                    u64::from(range_size(range)) - u64::from(reserved.count_within(range.0, range.1))
+                )
             ),
         });
     }
 
-    if (report.has("tw-reuse-off") || report.has("tw-reuse-loopback-only")) && s.tcp_timestamps != 0 {
+    if (report.has(FindingId::TwReuseOff) || report.has(FindingId::TwReuseLoopbackOnly)) && reuse_would_apply(s) {
+        let hold = |reuse| crate::capacity::hold_seconds(reuse, s.reuse_delay_ms(), status.time_wait_lifetime.mean_s);
         changes.push(Change {
             key: "net.ipv4.tcp_tw_reuse",
             current: s.tcp_tw_reuse.to_string(),
             proposed: "1".to_string(),
-            why: "outbound connects may take over TIME_WAIT ports after the reuse delay instead of 60 s".to_string(),
+            why: format!(
+                "outbound connects may take over TIME_WAIT ports after the {} reuse delay instead of {}",
+                seconds(hold(true)),
+                seconds(hold(false))
+            ),
         });
     }
-    if s.tcp_tw_recycle == Some(1) {
+    if report
+        .of(FindingId::TwRecyclePresent)
+        .any(|f| f.severity == crate::doctor::Level::Critical)
+    {
         changes.push(Change {
             key: "net.ipv4.tcp_tw_recycle",
             current: "1".to_string(),
@@ -128,14 +153,34 @@ pub fn proc_path(key: &str) -> PathBuf {
 /// Why a change could not be applied or persisted.
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
+    /// Writing a sysctl was refused: not root, or no `CAP_NET_ADMIN` over the namespace.
     #[error("writing {path} needs root (CAP_NET_ADMIN over the namespace): run as root or with sudo; nothing after it was changed")]
-    Permission { path: PathBuf },
+    Permission {
+        /// The `/proc/sys` file.
+        path: PathBuf,
+    },
+    /// Writing a sysctl failed for another reason (the kernel rejected the value).
     #[error("writing {value:?} to {path} failed: {source}; nothing after it was changed")]
-    Write { path: PathBuf, value: String, source: io::Error },
+    Write {
+        /// The `/proc/sys` file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// The sysctl.d file could not be written.
     #[error("cannot write {path}: {source} (nothing was written)")]
-    Persist { path: PathBuf, source: io::Error },
+    Persist {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The sysctl.d path is not a regular file (nor a link to one).
     #[error("{path} is {what}, not a regular file: give a path under /etc/sysctl.d/, e.g. /etc/sysctl.d/90-twscope.conf (nothing was written)")]
     NotRegular {
+        /// The path given.
         path: PathBuf,
         /// What is there: "a character device", "a symbolic link to /dev/null, a character device".
         what: String,
@@ -149,7 +194,11 @@ pub fn apply(changes: &[Change]) -> Result<(), TuneError> {
         let path = proc_path(change.key);
         std::fs::write(&path, &change.proposed).map_err(|source| match source.kind() {
             io::ErrorKind::PermissionDenied => TuneError::Permission { path: path.clone() },
-            _ => TuneError::Write { path: path.clone(), value: change.proposed.clone(), source },
+            _ => TuneError::Write {
+                path: path.clone(),
+                value: change.proposed.clone(),
+                source,
+            },
         })?;
     }
     Ok(())
@@ -162,7 +211,10 @@ pub fn apply(changes: &[Change]) -> Result<(), TuneError> {
 /// those is refused — as root, replacing `/dev/null` with a file would break
 /// the system. Call it before changing anything else.
 pub fn persist_target(path: &Path) -> Result<PathBuf, TuneError> {
-    let io_error = |source| TuneError::Persist { path: path.to_path_buf(), source };
+    let io_error = |source| TuneError::Persist {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path.to_path_buf()),
@@ -172,7 +224,10 @@ pub fn persist_target(path: &Path) -> Result<PathBuf, TuneError> {
         return Ok(path.to_path_buf());
     }
     if !meta.file_type().is_symlink() {
-        return Err(TuneError::NotRegular { path: path.to_path_buf(), what: crate::files::kind_of(&meta).to_string() });
+        return Err(TuneError::NotRegular {
+            path: path.to_path_buf(),
+            what: crate::files::kind_of(&meta).to_string(),
+        });
     }
     let link = std::fs::read_link(path).map_err(io_error)?;
     let target = match std::fs::canonicalize(path) {
@@ -191,7 +246,11 @@ pub fn persist_target(path: &Path) -> Result<PathBuf, TuneError> {
     } else {
         Err(TuneError::NotRegular {
             path: path.to_path_buf(),
-            what: format!("a symbolic link to {}, {}", target.display(), crate::files::kind_of(&target_meta)),
+            what: format!(
+                "a symbolic link to {}, {}",
+                target.display(),
+                crate::files::kind_of(&target_meta)
+            ),
         })
     }
 }
@@ -203,23 +262,35 @@ pub fn persist_target(path: &Path) -> Result<PathBuf, TuneError> {
 /// file is refused ([`persist_target`]).
 pub fn persist(changes: &[Change], path: &Path) -> Result<(), TuneError> {
     let target = persist_target(path)?;
-    let error = |source| TuneError::Persist { path: target.clone(), source };
+    let error = |source| TuneError::Persist {
+        path: target.clone(),
+        source,
+    };
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     // sysctl.d files are world-readable configuration; a file already there
     // keeps its own permissions.
-    let mode = std::fs::metadata(&target).map_or(0o644, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
-    let mut file = tempfile::Builder::new().prefix(".twscope-").tempfile_in(dir).map_err(error)?;
-    file.write_all(remedies::sysctl_d(&proposed(changes)).as_bytes()).map_err(error)?;
+    let mode = std::fs::metadata(&target).map_or(0o644, |m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+    });
+    let mut file = tempfile::Builder::new()
+        .prefix(".twscope-")
+        .tempfile_in(dir)
+        .map_err(error)?;
+    file.write_all(remedies::sysctl_d(&proposed(changes)).as_bytes())
+        .map_err(error)?;
     file.as_file().sync_all().map_err(error)?;
     std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(error)?;
     // What we checked may have been swapped meanwhile: look again just before
     // the rename (the temporary file is removed on the way out).
     match std::fs::symlink_metadata(&target) {
         Ok(meta) if !meta.file_type().is_file() => {
-            return Err(TuneError::NotRegular { path: target.clone(), what: crate::files::kind_of(&meta).to_string() })
+            return Err(TuneError::NotRegular {
+                path: target.clone(),
+                what: crate::files::kind_of(&meta).to_string(),
+            })
         }
         _ => {}
     }
@@ -257,11 +328,25 @@ mod tests {
             .outbound("198.18.0.1", "198.18.0.9", 5432, 700, 10, 0);
         let c = changes(&host, s.clone());
         let keys: Vec<&str> = c.iter().map(|c| c.key).collect();
-        assert_eq!(keys, ["net.ipv4.ip_local_reserved_ports", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse"]);
+        assert_eq!(
+            keys,
+            [
+                "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.ip_local_port_range",
+                "net.ipv4.tcp_tw_reuse"
+            ]
+        );
         // Existing reservations kept; 7000 joins because the new range holds it; 22 stays outside.
         assert_eq!(c[0].proposed, "7000,40000-40199,40500");
-        assert_eq!((c[1].current.as_str(), c[1].proposed.as_str()), ("40000 40999", "1024 65535"));
+        assert_eq!(
+            (c[1].current.as_str(), c[1].proposed.as_str()),
+            ("40000 40999", "1024 65535")
+        );
         assert_eq!(c[2].proposed, "1");
+        assert_eq!(
+            c[2].why,
+            "outbound connects may take over TIME_WAIT ports after the 1 s reuse delay instead of 60 s"
+        );
 
         // Applied, the same host asks for nothing more: idempotent.
         s.port_range_low = 1024;
@@ -286,7 +371,9 @@ mod tests {
 
     #[test]
     fn a_healthy_host_needs_nothing() {
-        let host = Host::default().listener("0.0.0.0", 8080).outbound("198.18.0.1", "198.18.0.9", 5432, 50, 60, 10);
+        let host = Host::default()
+            .listener("0.0.0.0", 8080)
+            .outbound("198.18.0.1", "198.18.0.9", 5432, 50, 60, 10);
         assert_eq!(changes(&host, settings()), vec![]);
     }
 
@@ -305,11 +392,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("90-twscope.conf");
         std::fs::write(&path, "old\n").unwrap();
-        let change = Change { key: "net.ipv4.tcp_tw_reuse", current: "0".into(), proposed: "1".into(), why: String::new() };
+        let change = Change {
+            key: "net.ipv4.tcp_tw_reuse",
+            current: "0".into(),
+            proposed: "1".into(),
+            why: String::new(),
+        };
         persist(std::slice::from_ref(&change), &path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with("net.ipv4.tcp_tw_reuse = 1\n"), "{text}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         // A directory that does not exist: an error naming the file, nothing written.
         let missing = dir.path().join("no/such/dir/x.conf");
         let err = persist(std::slice::from_ref(&change), &missing).unwrap_err();
@@ -318,7 +414,8 @@ mod tests {
         // A new file is created, world-readable; an existing one keeps its mode.
         let new = dir.path().join("91-new.conf");
         persist(std::slice::from_ref(&change), &new).unwrap();
-        let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+        let mode =
+            |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
         assert_eq!(mode(&new), 0o644);
         std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
         persist(&[change], &new).unwrap();
@@ -326,7 +423,12 @@ mod tests {
     }
 
     fn tw_reuse() -> Vec<Change> {
-        vec![Change { key: "net.ipv4.tcp_tw_reuse", current: "0".into(), proposed: "1".into(), why: String::new() }]
+        vec![Change {
+            key: "net.ipv4.tcp_tw_reuse",
+            current: "0".into(),
+            proposed: "1".into(),
+            why: String::new(),
+        }]
     }
 
     #[test]
@@ -337,8 +439,13 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let err = persist(&tw_reuse(), &fifo).unwrap_err().to_string();
-        assert!(err.contains("fifo.conf is a FIFO, not a regular file: give a path under /etc/sysctl.d/"), "{err}");
-        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(&fifo).unwrap().file_type()));
+        assert!(
+            err.contains("fifo.conf is a FIFO, not a regular file: give a path under /etc/sysctl.d/"),
+            "{err}"
+        );
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &std::fs::symlink_metadata(&fifo).unwrap().file_type()
+        ));
 
         let err = persist(&tw_reuse(), dir.path()).unwrap_err().to_string();
         assert!(err.contains("is a directory, not a regular file"), "{err}");
@@ -347,7 +454,10 @@ mod tests {
         let to_null = dir.path().join("null.conf");
         std::os::unix::fs::symlink("/dev/null", &to_null).unwrap();
         let err = persist(&tw_reuse(), &to_null).unwrap_err().to_string();
-        assert!(err.contains("is a symbolic link to /dev/null, a character device, not a regular file"), "{err}");
+        assert!(
+            err.contains("is a symbolic link to /dev/null, a character device, not a regular file"),
+            "{err}"
+        );
         let dangling = dir.path().join("dangling.conf");
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
         let err = persist(&tw_reuse(), &dangling).unwrap_err().to_string();
@@ -366,9 +476,14 @@ mod tests {
         let link = dir.path().join("link.conf");
         std::os::unix::fs::symlink("real/90-twscope.conf", &link).unwrap();
         persist(&tw_reuse(), &link).unwrap();
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+        assert!(
+            std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+            "the link was replaced"
+        );
         assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("real/90-twscope.conf"));
-        assert!(std::fs::read_to_string(&target).unwrap().ends_with("net.ipv4.tcp_tw_reuse = 1\n"));
+        assert!(std::fs::read_to_string(&target)
+            .unwrap()
+            .ends_with("net.ipv4.tcp_tw_reuse = 1\n"));
         // The temporary file went to the target's directory, and is gone.
         assert_eq!(std::fs::read_dir(dir.path().join("real")).unwrap().count(), 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);

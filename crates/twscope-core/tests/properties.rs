@@ -29,17 +29,30 @@ fn rate() -> impl Strategy<Value = f64> {
 }
 
 fn time_wait() -> impl Strategy<Value = f64> {
-    prop_oneof![Just(60.0), Just(MIN_TIME_WAIT_S), Just(MAX_TIME_WAIT_S), MIN_TIME_WAIT_S..=MAX_TIME_WAIT_S]
+    prop_oneof![
+        Just(60.0),
+        Just(MIN_TIME_WAIT_S),
+        Just(MAX_TIME_WAIT_S),
+        MIN_TIME_WAIT_S..=MAX_TIME_WAIT_S
+    ]
 }
 
 fn port_range() -> impl Strategy<Value = (u16, u16)> {
-    prop_oneof![Just((32768, 60999)), Just((1024, 65535)), Just((0, 65535)), any::<(u16, u16)>()]
-        .prop_map(|(a, b)| (a.min(b), a.max(b)))
+    prop_oneof![
+        Just((32768, 60999)),
+        Just((1024, 65535)),
+        Just((0, 65535)),
+        any::<(u16, u16)>()
+    ]
+    .prop_map(|(a, b)| (a.min(b), a.max(b)))
 }
 
 fn reserved() -> impl Strategy<Value = PortRanges> {
     prop::collection::vec(any::<(u16, u16)>(), 0..6).prop_map(|ranges| {
-        let text: Vec<String> = ranges.iter().map(|&(a, b)| format!("{}-{}", a.min(b), a.max(b))).collect();
+        let text: Vec<String> = ranges
+            .iter()
+            .map(|&(a, b)| format!("{}-{}", a.min(b), a.max(b)))
+            .collect();
         PortRanges::parse(&text.join(",")).unwrap()
     })
 }
@@ -103,12 +116,25 @@ fn any_f64() -> impl Strategy<Value = f64> {
 
 /// Hold times for which the forecast is exact (every second an integer in f64).
 fn hold() -> impl Strategy<Value = f64> {
-    prop_oneof![Just(60.0), Just(1.0), Just(0.001), 1e-6..200.0f64, 1e-6..=MAX_TIME_WAIT_S]
+    prop_oneof![
+        Just(60.0),
+        Just(1.0),
+        Just(0.001),
+        1e-6..200.0f64,
+        1e-6..=MAX_TIME_WAIT_S
+    ]
 }
 
 /// Non-negative rates, including zero and infinity.
 fn forecast_rate() -> impl Strategy<Value = f64> {
-    prop_oneof![Just(0.0), Just(f64::INFINITY), Just(f64::MIN_POSITIVE), 0.0..1.0f64, 0.0..100_000.0f64, 0.0..f64::MAX]
+    prop_oneof![
+        Just(0.0),
+        Just(f64::INFINITY),
+        Just(f64::MIN_POSITIVE),
+        0.0..1.0f64,
+        0.0..100_000.0f64,
+        0.0..f64::MAX
+    ]
 }
 
 // ---------------------------------------------------------------- plan
@@ -294,27 +320,29 @@ fn socket_record() -> impl Strategy<Value = SocketRecord> {
         any::<[u8; 16]>(),
         any::<(u16, u16, u8, u32, u32, u32)>(),
     )
-        .prop_map(|(v6, state, local, remote, (local_port, remote_port, timer, expires_ms, uid, inode))| {
-            let addr = |bytes: [u8; 16]| {
-                if v6 {
-                    IpAddr::V6(Ipv6Addr::from(bytes))
-                } else {
-                    IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+        .prop_map(
+            |(v6, state, local, remote, (local_port, remote_port, timer, expires_ms, uid, inode))| {
+                let addr = |bytes: [u8; 16]| {
+                    if v6 {
+                        IpAddr::V6(Ipv6Addr::from(bytes))
+                    } else {
+                        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+                    }
+                };
+                SocketRecord {
+                    family: if v6 { Family::Inet6 } else { Family::Inet },
+                    state,
+                    local_addr: addr(local),
+                    local_port,
+                    remote_addr: addr(remote),
+                    remote_port,
+                    timer,
+                    expires_ms,
+                    uid,
+                    inode,
                 }
-            };
-            SocketRecord {
-                family: if v6 { Family::Inet6 } else { Family::Inet },
-                state,
-                local_addr: addr(local),
-                local_port,
-                remote_addr: addr(remote),
-                remote_port,
-                timer,
-                expires_ms,
-                uid,
-                inode,
-            }
-        })
+            },
+        )
 }
 
 proptest! {

@@ -10,7 +10,8 @@
 //!   that stopped reading). A scrape is bounded by the snapshot timeout.
 //! - **Connections.** At most `max_connections` at once, kept below the
 //!   process's descriptor limit. A new connection at the cap closes the one
-//!   idle the longest (an honest scrape always gets in while attackers merely
+//!   idle the longest, connections that never completed a request first (an
+//!   honest scrape always gets in, and a scraper's keep-alive survives, while attackers merely
 //!   hold sockets); when every connection is busy, it is answered by a small
 //!   overflow lane — `/healthz` gets its `ok`, anything else a 503 — and
 //!   closed. Accept errors back off instead of spinning.
@@ -23,7 +24,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,13 +104,19 @@ impl Limits {
     /// Returns the descriptor limit in force; an error when it leaves room
     /// for fewer than 8 connections.
     pub fn fit_descriptor_limit(&mut self) -> io::Result<u64> {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: getrlimit/setrlimit write/read the struct we own.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
             return Err(io::Error::last_os_error());
         }
         if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
             // SAFETY: as above.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
                 limit = raised;
@@ -197,14 +204,24 @@ impl Exporter {
             let victim = table
                 .values()
                 .filter(|c| !c.busy.load(Ordering::Relaxed))
-                .min_by_key(|c| c.last_active_ms.load(Ordering::Relaxed))
+                // Never-answered connections (silent, slow or hostile) go
+                // first, the longest idle of them; then answered ones.
+                .min_by_key(|c| {
+                    (
+                        c.served.load(Ordering::Relaxed),
+                        c.last_active_ms.load(Ordering::Relaxed),
+                    )
+                })
                 .map(|c| c.id)?;
             if let Some(victim) = table.remove(&victim) {
                 victim.evict.notify_one();
                 self.stats.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let connection = Arc::new(Connection::new(self.next_id.fetch_add(1, Ordering::Relaxed), self.now_ms()));
+        let connection = Arc::new(Connection::new(
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            self.now_ms(),
+        ));
         table.insert(connection.id, connection.clone());
         Some(connection)
     }
@@ -220,6 +237,9 @@ struct Connection {
     id: u64,
     /// A request is being handled: not idle, not to be evicted.
     busy: AtomicBool,
+    /// It has been answered at least once: an honest keep-alive scraper,
+    /// evicted only after every connection that never sent a whole request.
+    served: AtomicBool,
     /// Milliseconds since the exporter's epoch of the last byte moved.
     last_active_ms: AtomicU64,
     /// Closes the connection (eviction at the cap).
@@ -228,7 +248,13 @@ struct Connection {
 
 impl Connection {
     fn new(id: u64, now_ms: u64) -> Connection {
-        Connection { id, busy: AtomicBool::new(false), last_active_ms: AtomicU64::new(now_ms), evict: Notify::new() }
+        Connection {
+            id,
+            busy: AtomicBool::new(false),
+            served: AtomicBool::new(false),
+            last_active_ms: AtomicU64::new(now_ms),
+            evict: Notify::new(),
+        }
     }
 }
 
@@ -241,7 +267,9 @@ struct Tracked<T> {
 
 impl<T> Tracked<T> {
     fn touch(&self) {
-        self.connection.last_active_ms.store(self.exporter.now_ms(), Ordering::Relaxed);
+        self.connection
+            .last_active_ms
+            .store(self.exporter.now_ms(), Ordering::Relaxed);
     }
 }
 
@@ -289,14 +317,18 @@ async fn idle_expiry(exporter: &Exporter, connection: &Connection, idle: Duratio
 fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 /// OpenMetrics when the scraper asks for it (Prometheus does, first), else
 /// the classic text format — what curl and older scrapers get.
 fn wants_openmetrics(req: &Request<Incoming>) -> bool {
-    req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"))
+    req.headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"))
 }
 
 const LANDING: &str = "<!doctype html><html><head><title>twscope</title></head><body>\
@@ -306,7 +338,8 @@ headroom, close rates and time to exhaustion.</p>\
 
 fn unauthorized() -> Response<Full<Bytes>> {
     let mut r = response(StatusCode::UNAUTHORIZED, "text/plain", "Unauthorized\n");
-    r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"twscope\""));
+    r.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"twscope\""));
     r
 }
 
@@ -323,17 +356,26 @@ async fn authorize(exporter: &Arc<Exporter>, req: &Request<Incoming>) -> Result<
     if exporter.bcrypt_waiting.fetch_add(1, Ordering::AcqRel) >= exporter.limits.bcrypt_queue {
         exporter.bcrypt_waiting.fetch_sub(1, Ordering::AcqRel);
         exporter.stats.auth_throttled.fetch_add(1, Ordering::Relaxed);
-        let mut r = response(StatusCode::TOO_MANY_REQUESTS, "text/plain", "too many authentication attempts; retry\n");
+        let mut r = response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "text/plain",
+            "too many authentication attempts; retry\n",
+        );
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
         return Err(r);
     }
     let permit = exporter.bcrypt.acquire().await;
     exporter.bcrypt_waiting.fetch_sub(1, Ordering::AcqRel);
-    let Ok(_permit) = permit else { return Err(unauthorized()) };
+    let Ok(_permit) = permit else {
+        return Err(unauthorized());
+    };
     let owner = exporter.clone();
     // bcrypt is deliberately slow: keep it off the async workers.
     let ok = tokio::task::spawn_blocking(move || {
-        owner.web.as_ref().is_some_and(|web| web.verify(&header, &user, &password))
+        owner
+            .web
+            .as_ref()
+            .is_some_and(|web| web.verify(&header, &user, &password))
     })
     .await
     .unwrap_or(false);
@@ -358,10 +400,14 @@ async fn handle(exporter: Arc<Exporter>, req: Request<Incoming>) -> Response<Ful
     match req.uri().path() {
         "/" => response(StatusCode::OK, "text/html; charset=utf-8", LANDING),
         "/metrics" => match exporter.snapshots.get().await {
-            Ok(snapshot) if wants_openmetrics(&req) => response(StatusCode::OK, OPENMETRICS, snapshot.openmetrics.clone()),
-            Ok(snapshot) => {
-                response(StatusCode::OK, prometheus_client::encoding::prometheus_text::CONTENT_TYPE, snapshot.text.clone())
+            Ok(snapshot) if wants_openmetrics(&req) => {
+                response(StatusCode::OK, OPENMETRICS, snapshot.openmetrics.clone())
             }
+            Ok(snapshot) => response(
+                StatusCode::OK,
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                snapshot.text.clone(),
+            ),
             Err(e) => response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("{e}\n")),
         },
         _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics\n"),
@@ -383,6 +429,7 @@ where
                 let answer = handle(exporter.clone(), req).await;
                 connection.last_active_ms.store(exporter.now_ms(), Ordering::Relaxed);
                 connection.busy.store(false, Ordering::Relaxed);
+                connection.served.store(true, Ordering::Relaxed);
                 Ok::<_, Infallible>(answer)
             }
         })
@@ -410,7 +457,11 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let connection = Arc::new(Connection::new(u64::MAX, exporter.now_ms()));
-    let io = Tracked { inner: io, connection: connection.clone(), exporter: exporter.clone() };
+    let io = Tracked {
+        inner: io,
+        connection: connection.clone(),
+        exporter: exporter.clone(),
+    };
     let idle = exporter.limits.idle_timeout;
     tokio::select! {
         () = serve_http(io, exporter.clone(), connection.clone()) => {}
@@ -420,7 +471,12 @@ where
 
 /// One admitted TCP connection: TLS within the head timeout, then HTTP,
 /// until done, idle or evicted. Removes itself from the table at the end.
-async fn connection_task(stream: TcpStream, exporter: Arc<Exporter>, connection: Arc<Connection>, tls: Option<TlsAcceptor>) {
+async fn connection_task(
+    stream: TcpStream,
+    exporter: Arc<Exporter>,
+    connection: Arc<Connection>,
+    tls: Option<TlsAcceptor>,
+) {
     struct Release(Arc<Exporter>, u64);
     impl Drop for Release {
         fn drop(&mut self) {
@@ -428,7 +484,11 @@ async fn connection_task(stream: TcpStream, exporter: Arc<Exporter>, connection:
         }
     }
     let _release = Release(exporter.clone(), connection.id);
-    let io = Tracked { inner: stream, connection: connection.clone(), exporter: exporter.clone() };
+    let io = Tracked {
+        inner: stream,
+        connection: connection.clone(),
+        exporter: exporter.clone(),
+    };
     let limits = exporter.limits.clone();
     let serve = async {
         match tls {
@@ -483,7 +543,11 @@ fn affects_one_connection(e: &io::Error) -> bool {
 }
 
 /// Serves until `shutdown` resolves.
-pub async fn serve(listener: std::net::TcpListener, exporter: Exporter, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    exporter: Exporter,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let tls = exporter.web.as_ref().and_then(|w| w.tls.clone()).map(TlsAcceptor::from);
@@ -506,7 +570,11 @@ pub async fn serve(listener: std::net::TcpListener, exporter: Exporter, shutdown
                 // Out of descriptors or memory: retrying at once would spin.
                 backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
                 if last_report.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                    eprintln!("twscope serve: accepting connections failed: {e}; retrying (raise the open-file limit?)");
+                    // Not eprintln!: a closed stderr must not panic the server.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "twscope serve: accepting connections failed: {e}; retrying (raise the open-file limit?)"
+                    );
                     last_report = Some(Instant::now());
                 }
                 tokio::select! {

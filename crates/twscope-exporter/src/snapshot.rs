@@ -21,6 +21,8 @@ use crate::server::ServerStats;
 /// What one dump produced, encoded once for every scrape that shares it.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// When the dump and its encoding were done. A scrape that arrived before
+    /// this is served this snapshot even past `min_interval`.
     pub finished: Instant,
     /// OpenMetrics text.
     pub openmetrics: String,
@@ -38,14 +40,22 @@ pub struct SnapshotOptions {
     pub timeout: Duration,
     /// Destinations with their own series; the rest become `dst="other"`.
     pub max_destinations: usize,
+    /// The model's knobs (close-rate window, thresholds) for every dump.
     pub status: StatusOptions,
+    /// The namespace the process entered at start; every dump is of it and
+    /// the metrics are labelled with its name.
     pub netns: NetnsInfo,
 }
 
+/// Why a scrape got no snapshot; the scrape answers with an error and the
+/// exporter's error counter goes up.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The dump took longer than the scrape timeout. It still completes
+    /// and is cached for the next scrape.
     #[error("the kernel dump did not finish within {0:?}")]
     Timeout(Duration),
+    /// Collecting or encoding failed; the message says where.
     #[error("the kernel dump failed: {0}")]
     Dump(String),
 }
@@ -60,6 +70,7 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
+    /// An empty cache: the first scrape makes the first dump.
     pub fn new(options: SnapshotOptions) -> Snapshots {
         Snapshots {
             options,
@@ -124,11 +135,27 @@ impl Snapshots {
 }
 
 /// Runs on a blocking thread, in the namespace the process entered at start.
-fn make(options: &SnapshotOptions, dumps: u64, errors: u64, protections: ProtectionCounts, started: Instant) -> Result<Arc<Snapshot>, SnapshotError> {
-    let status = Status::collect(&options.status, options.netns.clone()).map_err(|e| SnapshotError::Dump(e.to_string()))?;
+fn make(
+    options: &SnapshotOptions,
+    dumps: u64,
+    errors: u64,
+    protections: ProtectionCounts,
+    started: Instant,
+) -> Result<Arc<Snapshot>, SnapshotError> {
+    let status =
+        Status::collect(&options.status, options.netns.clone()).map_err(|e| SnapshotError::Dump(e.to_string()))?;
     let report = doctor::diagnose(&status);
-    let stats = ExporterStats { dumps, errors, duration_s: started.elapsed().as_secs_f64(), protections };
+    let stats = ExporterStats {
+        dumps,
+        errors,
+        duration_s: started.elapsed().as_secs_f64(),
+        protections,
+    };
     let registry = metrics::registry(&status, &report, options.max_destinations, stats);
     let (openmetrics, text) = metrics::encode(&registry).map_err(|e| SnapshotError::Dump(format!("encoding: {e}")))?;
-    Ok(Arc::new(Snapshot { finished: Instant::now(), openmetrics, text }))
+    Ok(Arc::new(Snapshot {
+        finished: Instant::now(),
+        openmetrics,
+        text,
+    }))
 }

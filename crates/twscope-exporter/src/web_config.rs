@@ -70,7 +70,10 @@ pub struct WebConfig {
 
 impl std::fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebConfig").field("tls", &self.tls.is_some()).field("users", &self.users.keys()).finish()
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.keys())
+            .finish()
     }
 }
 
@@ -97,24 +100,38 @@ impl WebConfig {
     /// server that runs without the protection asked for. FIFOs, devices and
     /// files over 1 MiB are refused without reading them.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let text = read_regular(path, CONFIG_FILE_CAP)
-            .map_err(|e| WebConfigError { path: path.to_path_buf(), reason: format!("cannot read it: {e}") })?;
+        let text = read_regular(path, CONFIG_FILE_CAP).map_err(|e| WebConfigError {
+            path: path.to_path_buf(),
+            reason: format!("cannot read it: {e}"),
+        })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        WebConfig::parse(&text, dir).map_err(|reason| WebConfigError { path: path.to_path_buf(), reason })
+        WebConfig::parse(&text, dir).map_err(|reason| WebConfigError {
+            path: path.to_path_buf(),
+            reason,
+        })
     }
 
     /// Parses and validates a web config's text; relative certificate paths
     /// are taken from `base_dir`. The error says where and what, never quoting
     /// the text.
     pub fn parse(text: &str, base_dir: &Path) -> Result<WebConfig, String> {
-        if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-            return Err("the file is empty, which would serve without TLS and without authentication; \
+        if text.trim().is_empty()
+            || text
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            return Err(
+                "the file is empty, which would serve without TLS and without authentication; \
                         to do that, run without --web.config.file"
-                .to_string());
+                    .to_string(),
+            );
         }
         let value: Value = serde_yaml::from_str(text).map_err(|e| yaml_error(&e))?;
         let Value::Mapping(top) = value else {
-            return Err(format!("{}: expected a mapping with tls_server_config and/or basic_auth_users", at(text, None)));
+            return Err(format!(
+                "{}: expected a mapping with tls_server_config and/or basic_auth_users",
+                at(text, None)
+            ));
         };
         let mut tls = None;
         let mut users = HashMap::new();
@@ -126,8 +143,16 @@ impl WebConfig {
                 None => return Err(format!("{}: option names must be strings", at(text, None))),
             }
         }
-        let costliest = users.values().max_by_key(|hash| bcrypt_cost(hash).unwrap_or(0)).cloned();
-        Ok(WebConfig { tls, users, costliest, verified: Mutex::new(Vec::new()) })
+        let costliest = users
+            .values()
+            .max_by_key(|hash| bcrypt_cost(hash).unwrap_or(0))
+            .cloned();
+        Ok(WebConfig {
+            tls,
+            users,
+            costliest,
+            verified: Mutex::new(Vec::new()),
+        })
     }
 
     /// Whether requests must authenticate.
@@ -141,22 +166,42 @@ impl WebConfig {
         if !self.auth_required() {
             return Credentials::Accepted;
         }
-        let Some(header) = header.filter(|h| h.len() <= MAX_AUTHORIZATION_LEN) else { return Credentials::Malformed };
-        let Ok(header) = std::str::from_utf8(header) else { return Credentials::Malformed };
-        if self.verified.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|known| known == header) {
+        let Some(header) = header.filter(|h| h.len() <= MAX_AUTHORIZATION_LEN) else {
+            return Credentials::Malformed;
+        };
+        let Ok(header) = std::str::from_utf8(header) else {
+            return Credentials::Malformed;
+        };
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|known| known == header)
+        {
             return Credentials::Accepted;
         }
         // The scheme name is case-insensitive (RFC 9110 §11.1).
-        let Some((scheme, encoded)) = header.trim().split_once(' ') else { return Credentials::Malformed };
+        let Some((scheme, encoded)) = header.trim().split_once(' ') else {
+            return Credentials::Malformed;
+        };
         if !scheme.eq_ignore_ascii_case("basic") {
             return Credentials::Malformed;
         }
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
             return Credentials::Malformed;
         };
-        let Ok(pair) = String::from_utf8(decoded) else { return Credentials::Malformed };
-        let Some((user, password)) = pair.split_once(':') else { return Credentials::Malformed };
-        Credentials::Unverified { header: header.to_string(), user: user.to_string(), password: password.to_string() }
+        let Ok(pair) = String::from_utf8(decoded) else {
+            return Credentials::Malformed;
+        };
+        let Some((user, password)) = pair.split_once(':') else {
+            return Credentials::Malformed;
+        };
+        Credentials::Unverified {
+            header: header.to_string(),
+            user: user.to_string(),
+            password: password.to_string(),
+        }
     }
 
     /// The bcrypt check of well-formed credentials: slow on purpose, run it
@@ -214,7 +259,8 @@ fn at(text: &str, key: Option<&str>) -> String {
     let line = key.and_then(|key| {
         text.lines().position(|l| {
             let l = l.trim_start().trim_start_matches(['"', '\'']);
-            l.strip_prefix(key).is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
         })
     });
     match line {
@@ -226,8 +272,15 @@ fn at(text: &str, key: Option<&str>) -> String {
 /// Names an option twscope does not implement, if its name looks like one
 /// (never echoes arbitrary text).
 fn unsupported(text: &str, key: &str) -> String {
-    let looks_like_option = key.len() <= 40 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
-    let name = if looks_like_option { format!("option {key}") } else { "an option".to_string() };
+    let looks_like_option = key.len() <= 40
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+    let name = if looks_like_option {
+        format!("option {key}")
+    } else {
+        "an option".to_string()
+    };
     format!(
         "{}: {name} is not supported (twscope supports tls_server_config.cert_file/key_file and basic_auth_users); \
          refusing to start rather than ignore it",
@@ -248,16 +301,30 @@ fn parse_tls(text: &str, value: &Value, base_dir: &Path) -> Result<Arc<ServerCon
             Some("cert_file") => &mut cert,
             Some("key_file") => &mut key,
             Some(other) => return Err(unsupported(text, other)),
-            None => return Err(format!("{}: option names must be strings", at(text, Some("tls_server_config")))),
+            None => {
+                return Err(format!(
+                    "{}: option names must be strings",
+                    at(text, Some("tls_server_config"))
+                ))
+            }
         };
         match v.as_str().filter(|s| !s.is_empty()) {
             Some(s) if !s.contains(['\n', '\r']) => *slot = Some(base_dir.join(s)),
-            _ => return Err(format!("{}: {} must be a file path on one line", at(text, k.as_str()), k.as_str().unwrap_or("?"))),
+            _ => {
+                return Err(format!(
+                    "{}: {} must be a file path on one line",
+                    at(text, k.as_str()),
+                    k.as_str().unwrap_or("?")
+                ))
+            }
         }
     }
     match (cert, key) {
         (Some(cert), Some(key)) => tls_config(&cert, &key).map(Arc::new),
-        _ => Err(format!("{}: tls_server_config needs both cert_file and key_file", at(text, Some("tls_server_config")))),
+        _ => Err(format!(
+            "{}: tls_server_config needs both cert_file and key_file",
+            at(text, Some("tls_server_config"))
+        )),
     }
 }
 
@@ -269,7 +336,10 @@ fn parse_users(text: &str, value: &Value) -> Result<HashMap<String, String>, Str
         ));
     };
     if map.is_empty() {
-        return Err(format!("{}: basic_auth_users lists no user", at(text, Some("basic_auth_users"))));
+        return Err(format!(
+            "{}: basic_auth_users lists no user",
+            at(text, Some("basic_auth_users"))
+        ));
     }
     let mut users = HashMap::new();
     for (k, v) in map {
@@ -280,7 +350,10 @@ fn parse_users(text: &str, value: &Value) -> Result<HashMap<String, String>, Str
             ));
         };
         let Some(hash) = v.as_str() else {
-            return Err(format!("{}: user {user:?}: the value must be a bcrypt hash", at(text, Some(user))));
+            return Err(format!(
+                "{}: user {user:?}: the value must be a bcrypt hash",
+                at(text, Some(user))
+            ));
         };
         let Some(cost) = bcrypt_cost(hash) else {
             return Err(format!(
@@ -297,7 +370,10 @@ fn parse_users(text: &str, value: &Value) -> Result<HashMap<String, String>, Str
         }
         // Check the hash decodes now (cost is bounded), not at the first scrape.
         if bcrypt::verify("", hash).is_err() {
-            return Err(format!("{}: user {user:?}: not a valid bcrypt hash", at(text, Some(user))));
+            return Err(format!(
+                "{}: user {user:?}: not a valid bcrypt hash",
+                at(text, Some(user))
+            ));
         }
         users.insert(user.to_string(), hash.to_string());
     }
@@ -346,7 +422,10 @@ mod tests {
     use super::*;
 
     fn basic(user: &str, password: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
     }
 
     #[test]
@@ -354,7 +433,11 @@ mod tests {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let config = WebConfig::parse(&format!("basic_auth_users:\n  prometheus: '{hash}'\n"), Path::new(".")).unwrap();
         assert!(config.authorized(Some(&basic("prometheus", "s3cret"))));
-        assert_eq!(config.check(Some(basic("prometheus", "s3cret").as_bytes())), Credentials::Accepted, "remembered");
+        assert_eq!(
+            config.check(Some(basic("prometheus", "s3cret").as_bytes())),
+            Credentials::Accepted,
+            "remembered"
+        );
         assert!(!config.authorized(Some(&basic("prometheus", "wrong"))));
         assert!(!config.authorized(Some(&basic("mallory", "s3cret"))));
         assert_eq!(config.verified.lock().unwrap().len(), 1, "failures are not remembered");
@@ -363,11 +446,19 @@ mod tests {
         assert!(config.authorized(Some(&lower)));
         assert!(config.authorized(Some(&basic("prometheus", "s3cret").replacen("Basic", "BASIC", 1))));
         for malformed in ["Bearer x", "Basic", "Basic !!!", "Basic bm9jb2xvbg==", ""] {
-            assert_eq!(config.check(Some(malformed.as_bytes())), Credentials::Malformed, "{malformed}");
+            assert_eq!(
+                config.check(Some(malformed.as_bytes())),
+                Credentials::Malformed,
+                "{malformed}"
+            );
         }
         assert_eq!(config.check(None), Credentials::Malformed);
         let huge = basic("prometheus", &"x".repeat(MAX_AUTHORIZATION_LEN));
-        assert_eq!(config.check(Some(huge.as_bytes())), Credentials::Malformed, "oversize costs no bcrypt");
+        assert_eq!(
+            config.check(Some(huge.as_bytes())),
+            Credentials::Malformed,
+            "oversize costs no bcrypt"
+        );
     }
 
     #[test]
@@ -376,7 +467,11 @@ mod tests {
         let config = WebConfig::parse(&format!("basic_auth_users:\n  u: '{hash}'\n"), Path::new(".")).unwrap();
         for i in 0..2000 {
             // Distinct headers that all succeed: padding in front of the credentials.
-            let header = format!("Basic {}{}", " ".repeat(i % 7), basic("u", "pw").trim_start_matches("Basic "));
+            let header = format!(
+                "Basic {}{}",
+                " ".repeat(i % 7),
+                basic("u", "pw").trim_start_matches("Basic ")
+            );
             assert!(config.verify(&header, "u", "pw"));
         }
         let bytes: usize = config.verified.lock().unwrap().iter().map(String::len).sum();
@@ -387,8 +482,11 @@ mod tests {
     fn unknown_users_are_checked_against_the_costliest_hash() {
         let cheap = bcrypt::hash("a", 4).unwrap();
         let dear = bcrypt::hash("b", 6).unwrap();
-        let config =
-            WebConfig::parse(&format!("basic_auth_users:\n  cheap: '{cheap}'\n  dear: '{dear}'\n"), Path::new(".")).unwrap();
+        let config = WebConfig::parse(
+            &format!("basic_auth_users:\n  cheap: '{cheap}'\n  dear: '{dear}'\n"),
+            Path::new("."),
+        )
+        .unwrap();
         assert_eq!(config.costliest.as_deref(), Some(dear.as_str()));
     }
 
@@ -402,17 +500,32 @@ mod tests {
             ("tls_server_config:\n".into(), "tls_server_config is empty"),
             ("basic_auth_users:\n".into(), "basic_auth_users is empty"),
             ("basic_auth_users: {}\n".into(), "lists no user"),
-            (format!("basic_auth_users:\n  a: '{hash}'\n  a: '{hash}'\n"), "appears twice"),
+            (
+                format!("basic_auth_users:\n  a: '{hash}'\n  a: '{hash}'\n"),
+                "appears twice",
+            ),
             (format!("basic_auth_users:\n  a: '{cost31}'\n"), "cost 31"),
             ("basic_auth_users:\n  a: notahash\n".into(), "not a bcrypt hash"),
-            ("tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n".into(), "nope.crt"),
+            (
+                "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n".into(),
+                "nope.crt",
+            ),
             ("tls_server_config:\n  cert_file: a\n".into(), "needs both"),
-            ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n".into(), "client_ca_file"),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n".into(),
+                "client_ca_file",
+            ),
             ("http_server_config:\n  http2: true\n".into(), "http_server_config"),
-            ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n".into(), "line"),
+            (
+                "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n".into(),
+                "line",
+            ),
             ("secret-token-123\n".into(), "mapping"),
             ("{{{{\n".into(), "not valid YAML"),
-            ("tls_server_config:\n  cert_file: |\n    first\n    second\n  key_file: k\n".into(), "on one line"),
+            (
+                "tls_server_config:\n  cert_file: |\n    first\n    second\n  key_file: k\n".into(),
+                "on one line",
+            ),
             ("basic_auth_users:\n  \"a\\nb\": notahash\n".into(), "\"a\\nb\""),
         ];
         for (text, mentions) in cases {
@@ -426,7 +539,11 @@ mod tests {
                 assert!(!err.contains(secret), "{text:?} echoed in {err}");
             }
         }
-        let err = WebConfig::parse(&format!("# web\n\nbasic_auth_users:\n  a: '{cost31}'\n"), Path::new(".")).unwrap_err();
+        let err = WebConfig::parse(
+            &format!("# web\n\nbasic_auth_users:\n  a: '{cost31}'\n"),
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(err.starts_with("line 4:"), "{err}");
     }
 

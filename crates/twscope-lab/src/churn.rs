@@ -62,6 +62,7 @@ pub struct ChurnStats {
     pub first_addr_not_available: Option<Duration>,
     /// The first failure's error text, for reports.
     pub first_error: Option<String>,
+    /// How long the churn ran, from its start to its last connection.
     pub elapsed: Duration,
 }
 
@@ -76,8 +77,11 @@ impl ChurnStats {
 /// a flag to stop it early.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Connections opened (and closed) successfully so far.
     pub ok: AtomicU64,
+    /// Connections that failed so far.
     pub failed: AtomicU64,
+    /// Of those, `connect()` failures with EADDRNOTAVAIL: no source port left.
     pub addr_not_available: AtomicU64,
     first_addr_not_available: Mutex<Option<Duration>>,
     /// Set to stop: the churn returns within one pacing interval.
@@ -96,7 +100,10 @@ impl Progress {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
                     self.addr_not_available.fetch_add(1, Ordering::Relaxed);
-                    self.first_addr_not_available.lock().unwrap().get_or_insert(start.elapsed());
+                    self.first_addr_not_available
+                        .lock()
+                        .unwrap()
+                        .get_or_insert(start.elapsed());
                 }
             }
         }
@@ -139,11 +146,15 @@ pub fn churn_with(targets: &[SocketAddr], options: &ChurnOptions, progress: &Pro
                         break;
                     }
                     let target = &targets[(i % targets.len() as u64) as usize];
-                    let source = (!options.sources.is_empty()).then(|| options.sources[(i % options.sources.len() as u64) as usize]);
+                    let source = (!options.sources.is_empty())
+                        .then(|| options.sources[(i % options.sources.len() as u64) as usize]);
                     let result = one_connection(target, source, options);
                     progress.record(&result, start);
                     if let Err(e) = result {
-                        first_error.lock().unwrap().get_or_insert_with(|| format!("{target}: {e}"));
+                        first_error
+                            .lock()
+                            .unwrap()
+                            .get_or_insert_with(|| format!("{target}: {e}"));
                     }
                     i += threads;
                 }
@@ -215,5 +226,7 @@ fn one_connection(target: &SocketAddr, source: Option<IpAddr>, options: &ChurnOp
 /// Opens `count` connections over `targets` and keeps them open: a connection
 /// pool, or ESTABLISHED sockets for a census to find.
 pub fn hold(targets: &[SocketAddr], count: usize) -> io::Result<Vec<TcpStream>> {
-    (0..count).map(|i| TcpStream::connect_timeout(&targets[i % targets.len()], CONNECT_TIMEOUT)).collect()
+    (0..count)
+        .map(|i| TcpStream::connect_timeout(&targets[i % targets.len()], CONNECT_TIMEOUT))
+        .collect()
 }

@@ -1,4 +1,4 @@
-//! `twscope lab`: the seed post's outage, reproduced in a minute and fixed.
+//! `twscope lab`: the TIME_WAIT post's outage, reproduced in a minute and fixed.
 //!
 //! Two throwaway namespaces joined by a veth pair, addresses from the
 //! benchmarking range 198.18.0.0/15 (not loopback, so `tcp_tw_reuse=2` does not
@@ -27,7 +27,7 @@ use serde::Serialize;
 use twscope_core::capacity::Severity;
 use twscope_core::kernel::PortRanges;
 use twscope_core::plan::Workload;
-use twscope_core::status::{DestFilter, Status, StatusOptions};
+use twscope_core::status::{DestFilter, Selection, Status, StatusOptions};
 use twscope_core::text::{rate, thousands};
 use twscope_core::TcpState;
 
@@ -43,8 +43,12 @@ const RANGE_LOW: u16 = 40_000;
 const WIDE_RANGE: (u16, u16) = (1024, 65535);
 /// The kernel default range, for stating the scale.
 const DEFAULT_RANGE_PORTS: f64 = 28_232.0;
+/// Highest `--rate` accepted, in requests per second: the lab demonstrates
+/// an outage on a narrowed range, it is not a load test.
 pub const MAX_RATE: f64 = 5_000.0;
+/// Longest `--duration` accepted, in seconds.
 pub const MAX_DURATION_S: u64 = 120;
+/// Most source addresses `--fix source-ips=N` may use (198.18.0.2 onwards).
 pub const MAX_SOURCE_IPS: u8 = 16;
 
 /// How the client uses connections.
@@ -108,10 +112,13 @@ impl Serialize for Fix {
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabOptions {
+    /// How the client uses connections: one per request, or a pool.
     pub mode: Mode,
+    /// The fix applied to the client namespace, if any.
     pub fix: Option<Fix>,
     /// Requests per second.
     pub rate: f64,
+    /// How long the client runs (at most [`MAX_DURATION_S`]).
     pub duration: Duration,
     /// Size of the client's narrowed port range.
     pub ports: u16,
@@ -137,7 +144,10 @@ impl LabOptions {
     /// make at least one request (a run with none would report "FIXED").
     pub fn validate(&self) -> Result<(), String> {
         if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
-            return Err(format!("--rate must be above 0 and at most {MAX_RATE} requests/s, not {}", number(self.rate)));
+            return Err(format!(
+                "--rate must be above 0 and at most {MAX_RATE} requests/s, not {}",
+                number(self.rate)
+            ));
         }
         if self.duration.is_zero() || self.duration > Duration::from_secs(MAX_DURATION_S) {
             return Err(format!("--duration must be 1–{MAX_DURATION_S} s"));
@@ -150,7 +160,9 @@ impl LabOptions {
         }
         if let Some(Fix::SourceIps(n)) = self.fix {
             if !(1..=MAX_SOURCE_IPS).contains(&n) {
-                return Err(format!("--fix source-ips=N needs N from 1 to {MAX_SOURCE_IPS}, not {n}"));
+                return Err(format!(
+                    "--fix source-ips=N needs N from 1 to {MAX_SOURCE_IPS}, not {n}"
+                ));
             }
         }
         if self.requests() == 0 {
@@ -185,7 +197,9 @@ impl LabOptions {
 
     /// The client's source addresses: 198.18.0.2, .3, …
     fn sources(&self) -> Vec<IpAddr> {
-        (0..self.source_ips()).map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2 + i))).collect()
+        (0..self.source_ips())
+            .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2 + i)))
+            .collect()
     }
 
     /// When the model says the first connect() fails, from the start; `None`
@@ -236,49 +250,83 @@ pub struct Tick {
     pub t_s: u64,
     /// Requests so far.
     pub requests_ok: u64,
+    /// Requests that failed so far, for any reason.
     pub requests_failed: u64,
     /// TIME_WAIT sockets in the client namespace.
     pub time_wait: u64,
+    /// Client sockets towards the server in any state; each holds a source
+    /// port.
     pub in_use: u64,
+    /// Ports the client has towards the server: the narrowed range, per
+    /// source address × source addresses.
     pub available: u32,
+    /// Share of the budget connect() cannot use (see `Destination::utilization`).
     pub utilization: f64,
+    /// In use ÷ available.
+    pub in_use_ratio: f64,
+    /// Connections closed per second, from the TIME_WAIT ages: only those
+    /// that got a port, so while connects fail the client attempts more.
     pub close_rate_per_s: f64,
+    /// Seconds to exhaustion at the current close rate; null when not on
+    /// course to run out.
     pub exhaustion_eta_s: Option<f64>,
+    /// The forecast in a word: `now`, `12 s`, `lvl 82%`, `never`.
+    pub outlook: String,
+    /// The server destination's severity; ok before it has any socket.
     pub severity: Severity,
 }
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabReport {
+    /// How the client used connections.
     pub mode: Mode,
+    /// The fix applied, if any.
     pub fix: Option<Fix>,
+    /// Requests per second asked for (`--rate`).
     pub rate: f64,
     /// Ports of the client range.
     pub ports: u32,
+    /// Source addresses the client used (1 unless `--fix source-ips=N`).
     pub source_ips: u8,
+    /// How long the run took, in seconds, to a tenth.
     pub duration_s: f64,
+    /// Requests answered.
     pub requests_ok: u64,
+    /// Requests that failed, for any reason.
     pub requests_failed: u64,
     /// Failures that were EADDRNOTAVAIL ("cannot assign requested address").
     pub addr_not_available: u64,
+    /// When the model (the one `twscope plan` runs) says the first
+    /// `connect()` fails, in seconds from the start; null when it never should.
     pub predicted_onset_s: Option<f64>,
     /// First EADDRNOTAVAIL, from the start; null when none happened.
     pub observed_onset_s: Option<f64>,
     /// Connections the server saw reset (RST) instead of closed.
     pub server_resets: u64,
+    /// The most TIME_WAIT sockets any tick saw in the client namespace.
     pub max_time_wait: u64,
     /// Stopped early by a signal.
     pub interrupted: bool,
+    /// One sample per second of the run.
     pub timeline: Vec<Tick>,
+    /// One line: whether the outage was reproduced (observed against
+    /// predicted onset) or the fix held, and how many requests failed.
     pub verdict: String,
 }
 
+/// Why a lab could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
+    /// Not run as root: creating namespaces and veth pairs needs
+    /// `CAP_SYS_ADMIN` and `CAP_NET_ADMIN`.
     #[error("twscope lab creates network namespaces: run it as root (it needs CAP_SYS_ADMIN and CAP_NET_ADMIN)")]
     NotRoot,
+    /// Creating the namespaces, the veth pair, the addresses or the sysctls
+    /// failed, or the client or sampler hit an I/O error.
     #[error("setting up the lab failed: {0}")]
     Setup(#[source] std::io::Error),
+    /// The options are out of bounds ([`LabOptions::validate`]'s message).
     #[error("{0}")]
     Options(String),
 }
@@ -295,7 +343,10 @@ pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tic
     let client_ns = Netns::new("lab-client").map_err(LabError::Setup)?;
     let sources = options.sources();
     setup(options, &server_ns, &client_ns, &sources).map_err(LabError::Setup)?;
-    let server = server_ns.run(|| Server::start(SERVER, 1)).map_err(LabError::Setup)?.map_err(LabError::Setup)?;
+    let server = server_ns
+        .run(|| Server::start(SERVER, 1))
+        .map_err(LabError::Setup)?
+        .map_err(LabError::Setup)?;
 
     let progress = Progress::default();
     let client_path = client_ns.path();
@@ -370,7 +421,9 @@ pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tic
         requests_failed: progress.failed.load(Ordering::Relaxed),
         addr_not_available: progress.addr_not_available.load(Ordering::Relaxed),
         predicted_onset_s: options.predicted_onset_s(),
-        observed_onset_s: progress.first_addr_not_available().map(|d| (d.as_secs_f64() * 100.0).round() / 100.0),
+        observed_onset_s: progress
+            .first_addr_not_available()
+            .map(|d| (d.as_secs_f64() * 100.0).round() / 100.0),
         server_resets,
         max_time_wait: timeline.iter().map(|t| t.time_wait).max().unwrap_or(0),
         interrupted: stop.load(Ordering::Relaxed),
@@ -382,7 +435,12 @@ pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tic
 }
 
 fn setup(options: &LabOptions, server_ns: &Netns, client_ns: &Netns, sources: &[IpAddr]) -> std::io::Result<()> {
-    link_veth(server_ns, &format!("{}/24", SERVER.ip()), client_ns, &format!("{}/24", sources[0]))?;
+    link_veth(
+        server_ns,
+        &format!("{}/24", SERVER.ip()),
+        client_ns,
+        &format!("{}/24", sources[0]),
+    )?;
     for extra in &sources[1..] {
         client_ns.add_address_to(&format!("{extra}/24"), "veth-b")?;
     }
@@ -407,7 +465,11 @@ fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) {
                 // One thread serves about 5,000 requests/s over veth.
                 threads: 1 + (options.rate / 2000.0) as usize,
                 request: true,
-                sources: if options.source_ips() > 1 { sources.to_vec() } else { Vec::new() },
+                sources: if options.source_ips() > 1 {
+                    sources.to_vec()
+                } else {
+                    Vec::new()
+                },
                 linger_zero: options.fix == Some(Fix::Linger0),
             };
             churn_with(&[SERVER], &churn, progress);
@@ -452,17 +514,20 @@ fn run_pool(options: &LabOptions, count: u64, progress: &Progress) {
 /// twscope's census of the client namespace (the calling thread's), reduced
 /// to the lab's one destination.
 fn sample(t_s: u64, progress: &Progress) -> Result<Tick, twscope_core::status::StatusError> {
-    let options = StatusOptions {
-        dest: Some(DestFilter { addr: SERVER.ip(), port: Some(SERVER.port()) }),
+    let options = StatusOptions::default();
+    let selection = Selection {
         top: 1,
-        ..StatusOptions::default()
+        dest: Some(DestFilter {
+            addr: SERVER.ip(),
+            port: Some(SERVER.port()),
+        }),
     };
     let netns = twscope_core::netns::current("lab-client").unwrap_or(twscope_core::netns::NetnsInfo {
         name: "lab-client".to_string(),
         inode: 0,
     });
     let status = Status::collect(&options, netns)?;
-    let row = status.destinations.first();
+    let row = status.selected(&selection).0.first().copied();
     Ok(Tick {
         t_s,
         requests_ok: progress.ok.load(Ordering::Relaxed),
@@ -471,8 +536,10 @@ fn sample(t_s: u64, progress: &Progress) -> Result<Tick, twscope_core::status::S
         in_use: row.map_or(0, |d| d.in_use),
         available: row.map_or(status.ephemeral.available, |d| d.available),
         utilization: row.map_or(0.0, |d| d.utilization),
+        in_use_ratio: row.map_or(0.0, |d| d.in_use_ratio),
         close_rate_per_s: row.map_or(0.0, |d| d.close_rate_per_s),
         exhaustion_eta_s: row.and_then(|d| d.exhaustion_eta_s),
+        outlook: row.map_or_else(|| "never".to_string(), |d| d.outlook().short()),
         severity: row.map_or(Severity::Ok, |d| d.severity),
     })
 }
@@ -537,43 +604,133 @@ mod tests {
     fn predictions_come_from_the_plan_model() {
         let base = LabOptions::default();
         assert_eq!(base.predicted_onset_s(), Some(20.0));
-        let two = LabOptions { fix: Some(Fix::SourceIps(2)), ..base.clone() };
+        let two = LabOptions {
+            fix: Some(Fix::SourceIps(2)),
+            ..base.clone()
+        };
         assert_eq!(two.predicted_onset_s(), Some(40.0));
         for fix in [Fix::TwReuse, Fix::WideRange, Fix::Linger0] {
-            assert_eq!(LabOptions { fix: Some(fix), ..base.clone() }.predicted_onset_s(), None, "{fix}");
+            assert_eq!(
+                LabOptions {
+                    fix: Some(fix),
+                    ..base.clone()
+                }
+                .predicted_onset_s(),
+                None,
+                "{fix}"
+            );
         }
-        assert_eq!(LabOptions { mode: Mode::Pooled, ..base.clone() }.predicted_onset_s(), None);
-        assert!(base.scale_note().contains("1,000 ports") && base.scale_note().contains("like 1,412/s"), "{}", base.scale_note());
+        assert_eq!(
+            LabOptions {
+                mode: Mode::Pooled,
+                ..base.clone()
+            }
+            .predicted_onset_s(),
+            None
+        );
+        assert!(
+            base.scale_note().contains("1,000 ports") && base.scale_note().contains("like 1,412/s"),
+            "{}",
+            base.scale_note()
+        );
     }
 
     #[test]
     fn caps_are_enforced() {
-        assert!(LabOptions { rate: 1e6, ..LabOptions::default() }.validate().is_err());
-        assert!(LabOptions { duration: Duration::from_secs(3600), ..LabOptions::default() }.validate().is_err());
-        assert!(LabOptions { ports: 5, ..LabOptions::default() }.validate().is_err());
+        assert!(LabOptions {
+            rate: 1e6,
+            ..LabOptions::default()
+        }
+        .validate()
+        .is_err());
+        assert!(LabOptions {
+            duration: Duration::from_secs(3600),
+            ..LabOptions::default()
+        }
+        .validate()
+        .is_err());
+        assert!(LabOptions {
+            ports: 5,
+            ..LabOptions::default()
+        }
+        .validate()
+        .is_err());
         assert!(LabOptions::default().validate().is_ok());
     }
 
     #[test]
     fn inputs_that_make_no_request_are_refused() {
         let base = LabOptions::default();
-        let err = LabOptions { rate: 1e-300, ..base.clone() }.validate().unwrap_err();
+        let err = LabOptions {
+            rate: 1e-300,
+            ..base.clone()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.contains("--rate 1e-300/s for 30 s makes no request"), "{err}");
         assert!(!err.contains('\n'));
         // 0.01/s for 30 s is 0.3 requests: none; 0.05/s is 1.5: two.
-        assert!(LabOptions { rate: 0.01, ..base.clone() }.validate().is_err());
-        assert_eq!(LabOptions { rate: 0.05, ..base.clone() }.requests(), 2);
-        assert!(LabOptions { rate: 0.05, ..base.clone() }.validate().is_ok());
+        assert!(LabOptions {
+            rate: 0.01,
+            ..base.clone()
+        }
+        .validate()
+        .is_err());
+        assert_eq!(
+            LabOptions {
+                rate: 0.05,
+                ..base.clone()
+            }
+            .requests(),
+            2
+        );
+        assert!(LabOptions {
+            rate: 0.05,
+            ..base.clone()
+        }
+        .validate()
+        .is_ok());
         for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::MIN_POSITIVE] {
             assert!(LabOptions { rate, ..base.clone() }.validate().is_err(), "{rate}");
         }
-        assert!(LabOptions { duration: Duration::ZERO, ..base.clone() }.validate().is_err());
-        assert!(LabOptions { pool_size: 0, mode: Mode::Pooled, ..base.clone() }.validate().is_err());
-        assert!(LabOptions { ports: 0, ..base.clone() }.validate().is_err());
-        assert!(LabOptions { ports: 9, ..base.clone() }.validate().is_err());
+        assert!(LabOptions {
+            duration: Duration::ZERO,
+            ..base.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(LabOptions {
+            pool_size: 0,
+            mode: Mode::Pooled,
+            ..base.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(LabOptions {
+            ports: 0,
+            ..base.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(LabOptions {
+            ports: 9,
+            ..base.clone()
+        }
+        .validate()
+        .is_err());
         // Built by hand (the parser refuses it): no source address at all.
-        let err = LabOptions { fix: Some(Fix::SourceIps(0)), ..base.clone() }.validate().unwrap_err();
+        let err = LabOptions {
+            fix: Some(Fix::SourceIps(0)),
+            ..base.clone()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.contains("source-ips"), "{err}");
-        assert!(LabOptions { fix: Some(Fix::SourceIps(MAX_SOURCE_IPS + 1)), ..base }.validate().is_err());
+        assert!(LabOptions {
+            fix: Some(Fix::SourceIps(MAX_SOURCE_IPS + 1)),
+            ..base
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -8,12 +8,15 @@
 //!   killed process (SIGKILL) left behind, and only those.
 //! - [`server`] — a small TCP server that answers a request and lets the
 //!   client close first, so the *client* side collects TIME_WAIT sockets.
-//! - [`churn`] — a bounded client: open, (ask,) close, `count` times, at an
+//! - [`churn`](mod@churn) — a bounded client: open, (ask,) close, `count` times, at an
 //!   optional rate, never longer than a deadline; and [`hold`] for long-lived
 //!   connections.
 //! - [`lab`] — `twscope lab`: the outage reproduced in two namespaces, with
 //!   twscope's own census sampled every second and set against the model.
-//! - [`testing`] — skipping (or, in CI, failing) tests that need root.
+//! - `testing` (cargo feature `testing`, off by default) — skipping (or, in
+//!   CI, failing) tests that need root or a tool. Its helpers panic by design,
+//!   so only dev-dependencies enable it: the `twscope` binary links the lab
+//!   without them.
 //!
 //! Everything stays on this machine: loopback or addresses inside namespaces
 //! the caller made. Every loop is bounded in count and time.
@@ -37,9 +40,11 @@ pub mod churn;
 pub mod lab;
 pub mod netns;
 pub mod server;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use churn::{churn, churn_with, hold, ChurnOptions, ChurnStats, Progress};
 pub use netns::{enter_netns, leftovers, remove_leftovers, Cleanup, Netns, NetnsName};
 pub use server::Server;
+#[cfg(feature = "testing")]
 pub use testing::require_root;

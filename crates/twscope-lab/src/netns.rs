@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 /// Where `ip netns add` puts named namespaces.
-pub const NETNS_DIR: &str = "/run/netns";
+pub use twscope_core::linux::NAMED_NETNS_DIR as NETNS_DIR;
 /// Every namespace made here starts with it.
 pub const PREFIX: &str = "twscope-";
 
@@ -39,7 +39,10 @@ pub fn enter_netns(path: &Path) -> io::Result<()> {
 /// Runs a command, turning a non-zero exit into an error carrying its stderr.
 fn run(command: &mut Command) -> io::Result<()> {
     let out = command.output().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot run {:?} ({e}): is iproute2 installed?", command.get_program()))
+        io::Error::new(
+            e.kind(),
+            format!("cannot run {:?} ({e}): is iproute2 installed?", command.get_program()),
+        )
     })?;
     if out.status.success() {
         Ok(())
@@ -81,7 +84,9 @@ fn own_identity() -> io::Result<(u32, u64)> {
     let pid = std::process::id();
     IDENTITY
         .get_or_init(|| process_start_ticks(pid).map(|start| (pid, start)))
-        .ok_or_else(|| io::Error::other("cannot read this process's start time from /proc/self/stat: is /proc mounted?"))
+        .ok_or_else(|| {
+            io::Error::other("cannot read this process's start time from /proc/self/stat: is /proc mounted?")
+        })
 }
 
 /// A namespace name as [`Netns::new`] makes it, taken apart.
@@ -112,7 +117,9 @@ impl NetnsName {
         let tag_ok = !tag.is_empty()
             && !tag.starts_with('-')
             && !tag.ends_with('-')
-            && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !tag_ok {
             return None;
         }
@@ -133,13 +140,18 @@ impl NetnsName {
 
 impl std::fmt::Display for NetnsName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{PREFIX}{}-{}-{}-{}", self.tag, self.pid, self.start_ticks, self.serial)
+        write!(
+            f,
+            "{PREFIX}{}-{}-{}-{}",
+            self.tag, self.pid, self.start_ticks, self.serial
+        )
     }
 }
 
 /// A decimal number without sign or leading zeros (so a name has one spelling).
 fn digits(text: &str) -> Option<u64> {
-    let canonical = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+    let canonical =
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
     if canonical {
         text.parse().ok()
     } else {
@@ -160,7 +172,9 @@ pub fn leftovers() -> io::Result<Vec<String>> {
     let mut dead = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         match NetnsName::parse(&name) {
             Some(parsed) if !parsed.owner_alive() => dead.push(name),
             _ => {}
@@ -182,12 +196,20 @@ pub fn leftovers() -> io::Result<Vec<String>> {
 /// (device, inode) of the network namespace of every thread we can see.
 fn namespaces_in_use() -> HashSet<(u64, u64)> {
     let mut in_use = HashSet::new();
-    let Ok(processes) = std::fs::read_dir("/proc") else { return in_use };
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return in_use;
+    };
     for process in processes.flatten() {
-        if !process.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+        if !process
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
-        let Ok(tasks) = std::fs::read_dir(process.path().join("task")) else { continue };
+        let Ok(tasks) = std::fs::read_dir(process.path().join("task")) else {
+            continue;
+        };
         for task in tasks.flatten() {
             if let Ok(meta) = std::fs::metadata(task.path().join("ns/net")) {
                 in_use.insert((meta.dev(), meta.ino()));
@@ -215,7 +237,9 @@ pub fn remove_leftovers() -> io::Result<Cleanup> {
     let root = unsafe { libc::geteuid() } == 0;
     for name in leftovers()? {
         if !root {
-            cleanup.failed.push((name, "removing a network namespace needs root".to_string()));
+            cleanup
+                .failed
+                .push((name, "removing a network namespace needs root".to_string()));
             continue;
         }
         match Command::new("ip").args(["netns", "del", &name]).output() {
@@ -226,7 +250,9 @@ pub fn remove_leftovers() -> io::Result<Cleanup> {
                 let why = format!("ip netns del: {}", String::from_utf8_lossy(&out.stderr).trim());
                 cleanup.failed.push((name, why));
             }
-            Err(e) => cleanup.failed.push((name, format!("cannot run ip ({e}): is iproute2 installed?"))),
+            Err(e) => cleanup
+                .failed
+                .push((name, format!("cannot run ip ({e}): is iproute2 installed?"))),
         }
     }
     Ok(cleanup)
@@ -252,7 +278,12 @@ impl Netns {
     /// - `tcp_rfc1337=1` — a stray RST must not kill a TIME_WAIT socket.
     pub fn new(tag: &str) -> io::Result<Netns> {
         let (pid, start_ticks) = own_identity()?;
-        let name = NetnsName { tag: tag.to_string(), pid, start_ticks, serial: SERIAL.fetch_add(1, Ordering::Relaxed) };
+        let name = NetnsName {
+            tag: tag.to_string(),
+            pid,
+            start_ticks,
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+        };
         let name = name.to_string();
         if NetnsName::parse(&name).is_none() {
             return Err(io::Error::new(
@@ -276,7 +307,7 @@ impl Netns {
 
     /// The namespace file (`/run/netns/NAME`).
     pub fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.name)
+        Path::new(NETNS_DIR).join(&self.name)
     }
 
     /// `program` to be run inside the namespace (`ip netns exec NAME program`).
@@ -346,7 +377,18 @@ impl Drop for Netns {
 /// Removed with its namespaces (deleting either end deletes both).
 pub fn link_veth(a: &Netns, a_cidr: &str, b: &Netns, b_cidr: &str) -> io::Result<()> {
     let (a_dev, b_dev) = ("veth-a", "veth-b");
-    a.ip(&["link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", b.name()])?;
+    a.ip(&[
+        "link",
+        "add",
+        a_dev,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_dev,
+        "netns",
+        b.name(),
+    ])?;
     a.add_address_to(a_cidr, a_dev)?;
     b.add_address_to(b_cidr, b_dev)?;
     a.ip(&["link", "set", a_dev, "up"])?;
@@ -360,7 +402,12 @@ mod tests {
 
     #[test]
     fn names_carry_the_owner_and_parse_back() {
-        let name = NetnsName { tag: "lab-client".into(), pid: 4321, start_ticks: 98_765, serial: 1 };
+        let name = NetnsName {
+            tag: "lab-client".into(),
+            pid: 4321,
+            start_ticks: 98_765,
+            serial: 1,
+        };
         assert_eq!(name.to_string(), "twscope-lab-client-4321-98765-1");
         assert_eq!(NetnsName::parse("twscope-lab-client-4321-98765-1"), Some(name));
         assert_eq!(NetnsName::parse("twscope-census-7-0-0").unwrap().tag, "census");
@@ -389,8 +436,26 @@ mod tests {
         assert_eq!(parse_stat("1234 (x) S 1 2"), None);
         // This process is alive, and a reused pid (another start time) is not it.
         let (pid, start) = own_identity().unwrap();
-        assert!(NetnsName { tag: "t".into(), pid, start_ticks: start, serial: 0 }.owner_alive());
-        assert!(!NetnsName { tag: "t".into(), pid, start_ticks: start + 1, serial: 0 }.owner_alive());
-        assert!(!NetnsName { tag: "t".into(), pid: u32::MAX, start_ticks: start, serial: 0 }.owner_alive());
+        assert!(NetnsName {
+            tag: "t".into(),
+            pid,
+            start_ticks: start,
+            serial: 0
+        }
+        .owner_alive());
+        assert!(!NetnsName {
+            tag: "t".into(),
+            pid,
+            start_ticks: start + 1,
+            serial: 0
+        }
+        .owner_alive());
+        assert!(!NetnsName {
+            tag: "t".into(),
+            pid: u32::MAX,
+            start_ticks: start,
+            serial: 0
+        }
+        .owner_alive());
     }
 }

@@ -71,7 +71,12 @@ impl Server {
                 }
             }));
         }
-        Ok(Server { addr, stats, stop, threads: handles })
+        Ok(Server {
+            addr,
+            stats,
+            stop,
+            threads: handles,
+        })
     }
 
     /// The address it listens on.
@@ -79,6 +84,8 @@ impl Server {
         self.addr
     }
 
+    /// What it has seen so far: connections accepted, requests answered,
+    /// resets.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
     }
@@ -116,7 +123,8 @@ fn serve(mut listener: TcpListener, stats: &ServerStats, stop: &AtomicBool) -> i
                             // Edge-triggered: read whatever came with the
                             // handshake now; keep the connection only if open.
                             if answer(&mut stream, stats) {
-                                poll.registry().register(&mut stream, Token(token), Interest::READABLE)?;
+                                poll.registry()
+                                    .register(&mut stream, Token(token), Interest::READABLE)?;
                                 // Anything that arrived before registration.
                                 if answer(&mut stream, stats) {
                                     connections.insert(token, stream);

@@ -1,6 +1,11 @@
 //! Test support: tests that need root and iproute2 skip with a printed reason
 //! on a developer's machine, and fail in CI (`TWSCOPE_REQUIRE_ALL=1`), where a
 //! skipped test would hide a missing install step.
+//!
+//! Compiled only with the cargo feature `testing`, which test crates enable in
+//! their `[dev-dependencies]`
+//! (`twscope-lab = { workspace = true, features = ["testing"] }`): these
+//! helpers panic by design and have no place in the product binary.
 
 use std::process::{Command, Stdio};
 
@@ -43,7 +48,10 @@ pub fn require_root(test: &str) -> bool {
 /// True when every one of `tools` runs.
 pub fn require_tools(test: &str, tools: &[&str]) -> bool {
     match tools.iter().find(|t| !have_tool(t)) {
-        Some(missing) => skip(test, &format!("`{missing}` (.ci/run lists the Debian packages that provide it)")),
+        Some(missing) => skip(
+            test,
+            &format!("`{missing}` (.ci/run lists the Debian packages that provide it)"),
+        ),
         None => true,
     }
 }

@@ -1,15 +1,19 @@
-//! Command-line definitions (clap derive). Every option is documented here;
-//! `twscope --help` and `twscope status --help` are generated from it.
+//! Command-line definitions (clap derive): the low layer of the CLI edge.
+//!
+//! Every option is declared and documented here; `twscope --help`, each
+//! command's `--help`, the shell completions and the man page are generated
+//! from it. Values are parsed one by one (a port range, a percentage, a
+//! namespace); checks across options and the core's option types are built in
+//! [`crate::options`], one function per command.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use twscope_core::capacity::Thresholds;
 use twscope_core::kernel::PortRanges;
-use twscope_lab::lab::{Fix, Mode};
 use twscope_core::netns::NetnsSpec;
-use twscope_core::status::{DestFilter, StatusOptions};
+use twscope_core::status::DestFilter;
+use twscope_lab::lab::{Fix, Mode};
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 ok, 1 warning, 2 critical, 3 error (bad option, unknown namespace, \
+Exit codes: 0 ok, 1 warning, 2 critical, 3 error (bad option, unknown namespace,
 missing privileges, kernel interface unavailable).
 Colour is used only on a terminal, never when NO_COLOR is set.";
 
@@ -20,6 +24,7 @@ Colour is used only on a terminal, never when NO_COLOR is set.";
 #[derive(Debug, Parser)]
 #[command(name = "twscope", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// The command to run; none runs `status`.
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -28,6 +33,7 @@ pub struct Cli {
     pub status: StatusArgs,
 }
 
+/// twscope's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// One-screen report: states, port range, tw settings, top destinations
@@ -35,7 +41,7 @@ pub enum Command {
     #[command(after_help = AFTER_HELP)]
     Status(StatusArgs),
 
-    /// The seed post's checklist evaluated on this namespace: each finding with
+    /// The TIME_WAIT checklist evaluated on this namespace: each finding with
     /// its evidence, why it matters and the exact fix.
     #[command(after_help = DOCTOR_AFTER_HELP)]
     Doctor(DoctorArgs),
@@ -60,7 +66,55 @@ pub enum Command {
     /// census of it second by second, then apply a fix. Needs root.
     #[command(after_help = LAB_AFTER_HELP)]
     Lab(LabArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff) of twscope and all its commands.
+    #[command(after_help = MAN_AFTER_HELP)]
+    Man,
 }
+
+/// The network namespace a command works in, shared by status, doctor, tune
+/// and serve (`#[command(flatten)]`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NetnsArg {
+    /// Work in this network namespace instead of the current one: a name from
+    /// `ip netns list`, a path such as /proc/PID/ns/net, or a PID. Needs
+    /// CAP_SYS_ADMIN.
+    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
+    pub netns: Option<NetnsSpec>,
+}
+
+impl NetnsArg {
+    /// The namespace given, or `None` for the current one.
+    pub fn spec(&self) -> Option<&NetnsSpec> {
+        self.netns.as_ref()
+    }
+}
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+Examples:
+  twscope completions bash > /usr/share/bash-completion/completions/twscope
+  twscope completions zsh > /usr/local/share/zsh/site-functions/_twscope
+  twscope completions fish > ~/.config/fish/completions/twscope.fish
+  source <(twscope completions bash)                 this shell only
+Exit codes: 0 printed, 3 error (e.g. an unknown shell).";
+
+/// Options of `twscope completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+const MAN_AFTER_HELP: &str = "\
+Examples:
+  twscope man | man -l -                             read it now
+  twscope man > /usr/local/share/man/man1/twscope.1  install it for `man twscope`
+Exit codes: 0 printed, 3 error.";
 
 const DOCTOR_AFTER_HELP: &str = "\
 Exit codes: 0 nothing at warning or above, 1 warning, 2 critical, 3 error.
@@ -75,18 +129,24 @@ Examples:
   twscope tune --k8s                                 the pod securityContext snippet
 Exit codes: 0 done, 3 error (e.g. --apply without root).";
 
+/// Options of `twscope doctor`.
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
-    /// Print JSON: {\"findings\":[{id, severity, group, title, evidence, explanation, remedies}], \"worst\": …}.
+    /// Print JSON: {"findings":[{id, severity, group, title, evidence, explanation, remedies}], "worst": …}.
     #[arg(long)]
     pub json: bool,
 
-    /// Examine this network namespace: a name from `ip netns list`, a path such as
-    /// /proc/PID/ns/net, or a PID. Needs CAP_SYS_ADMIN.
-    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
-    pub netns: Option<NetnsSpec>,
+    /// Also print the application-side code snippets (Java, Go, Python, Node,
+    /// Rust) under the findings they fix.
+    #[arg(long)]
+    pub remedies: bool,
+
+    /// `--netns`, shared with the other commands.
+    #[command(flatten)]
+    pub netns: NetnsArg,
 }
 
+/// Options of `twscope tune`.
 #[derive(Debug, Clone, Args)]
 pub struct TuneArgs {
     /// Write the proposed values to /proc/sys of the namespace (needs root).
@@ -101,14 +161,13 @@ pub struct TuneArgs {
     #[arg(long, conflicts_with = "json")]
     pub k8s: bool,
 
-    /// Print JSON: {\"changes\":[{key, current, proposed, why}], …}.
+    /// Print JSON: {"changes":[{key, current, proposed, why}], …}.
     #[arg(long)]
     pub json: bool,
 
-    /// Tune this network namespace: a name from `ip netns list`, a path such as
-    /// /proc/PID/ns/net, or a PID. Needs CAP_SYS_ADMIN.
-    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
-    pub netns: Option<NetnsSpec>,
+    /// `--netns`, shared with the other commands.
+    #[command(flatten)]
+    pub netns: NetnsArg,
 }
 
 const SERVE_AFTER_HELP: &str = "\
@@ -119,8 +178,11 @@ No client can cost much: request heads are capped at 16 KiB, slow or idle
 connections time out, connections are capped below the open-file limit (the
 soft limit is raised to the hard one), and bcrypt checks run two at a time
 with a short queue (429 beyond it); only successful credentials are cached.
+With --netns the listening socket stays in the current namespace; only the
+census is read in the other one.
 Metrics are documented in the README.";
 
+/// Options of `twscope serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one; the address is printed).
@@ -146,11 +208,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub max_destinations: usize,
 
-    /// Export this network namespace: a name from `ip netns list`, a path such
-    /// as /proc/PID/ns/net, or a PID. The listening socket stays in the current
-    /// namespace. Needs CAP_SYS_ADMIN.
-    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
-    pub netns: Option<NetnsSpec>,
+    /// `--netns`, shared with the other commands.
+    #[command(flatten)]
+    pub netns: NetnsArg,
 
     /// Connections served at once; lowered to fit the open-file limit. At the
     /// cap a new connection closes the one idle the longest.
@@ -170,7 +230,8 @@ pub struct ServeArgs {
 }
 
 const PLAN_AFTER_HELP: &str = "\
-Examples (the seed post's numbers):
+Examples (the numbers of the blog post \"TCP TIME_WAIT Port Exhaustion: When
+Connection Pooling Isn't Enough\", Michal Drozd, 2024):
   twscope plan --rate 500 --range 32768-60999        500/s to one database: runs out in 56 s
   twscope plan --rps 1000 --calls-per-request 3      180,000 sockets needed
   twscope plan --rate 3000 --destinations 10         spread over 10 destinations
@@ -187,10 +248,17 @@ Traffic stays on a veth pair between them (198.18.0.0/15, the benchmarking range
 Exit codes: 0 no request failed, 1 requests failed for another reason, 2 ports ran out,
 3 error.";
 
+/// Options of `twscope plan`.
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// New connections per second to the destination(s), all together.
-    #[arg(long, value_name = "PER_S", required_unless_present = "rps", conflicts_with = "rps", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "PER_S",
+        required_unless_present = "rps",
+        conflicts_with = "rps",
+        allow_negative_numbers = true
+    )]
     pub rate: Option<f64>,
 
     /// Requests per second; with --calls-per-request gives the rate.
@@ -198,7 +266,8 @@ pub struct PlanArgs {
     pub rps: Option<f64>,
 
     /// Outbound connections each request opens.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "rps")]
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "rps",
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub calls_per_request: u32,
 
     /// Destinations the connections spread over evenly (each has its own ports).
@@ -240,6 +309,7 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
+/// `twscope lab --mode`: how the lab's client uses connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LabMode {
     /// The bypassed pool: connect, request, close for every request.
@@ -257,6 +327,7 @@ impl From<LabMode> for Mode {
     }
 }
 
+/// Options of `twscope lab`.
 #[derive(Debug, Clone, Args)]
 pub struct LabArgs {
     /// How the client uses connections.
@@ -300,7 +371,10 @@ pub struct LabArgs {
 fn parse_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || format!("{text:?} is not a port range: give LOW-HIGH, e.g. 32768-60999");
     let (low, high) = text.split_once(['-', ' ', '\t']).ok_or_else(bad)?;
-    let (low, high): (u16, u16) = (low.trim().parse().map_err(|_| bad())?, high.trim().parse().map_err(|_| bad())?);
+    let (low, high): (u16, u16) = (
+        low.trim().parse().map_err(|_| bad())?,
+        high.trim().parse().map_err(|_| bad())?,
+    );
     if low > high || low == 0 {
         return Err(bad());
     }
@@ -319,6 +393,7 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
     }
 }
 
+/// Options of `twscope status` (and of `twscope` with no command).
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Print JSON (the schema is documented in the README) instead of text.
@@ -334,11 +409,9 @@ pub struct StatusArgs {
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub dest: Option<DestFilter>,
 
-    /// Read this network namespace instead of the current one: a name from
-    /// `ip netns list`, a path such as /proc/PID/ns/net, or a PID. Needs
-    /// CAP_SYS_ADMIN.
-    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
-    pub netns: Option<NetnsSpec>,
+    /// `--netns`, shared with the other commands.
+    #[command(flatten)]
+    pub netns: NetnsArg,
 
     /// Port-budget utilization (%) from which a destination is a warning.
     #[arg(long, value_name = "PCT", default_value_t = 50.0, value_parser = parse_percent)]
@@ -352,27 +425,6 @@ pub struct StatusArgs {
     /// than this divided by it, so it shows the current rate, not the minute's.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub window: u32,
-}
-
-impl StatusArgs {
-    /// The core library's options, after cross-option checks.
-    pub fn options(&self) -> Result<StatusOptions, String> {
-        if self.warning > self.critical {
-            return Err(format!(
-                "--warning {} is above --critical {}: the warning level must not exceed the critical one",
-                self.warning, self.critical
-            ));
-        }
-        Ok(StatusOptions {
-            window_s: self.window,
-            thresholds: Thresholds {
-                warning: self.warning / 100.0,
-                critical: self.critical / 100.0,
-            },
-            top: self.top,
-            dest: self.dest,
-        })
-    }
 }
 
 fn parse_netns(text: &str) -> Result<NetnsSpec, String> {

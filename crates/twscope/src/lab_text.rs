@@ -1,4 +1,4 @@
-//! The text rendering of `twscope lab`: a timeline in the seed post's style,
+//! The text rendering of `twscope lab`: a timeline in the TIME_WAIT post's style,
 //! one line a second, then the prediction against what happened.
 
 use twscope_core::text::{rate, thousands};
@@ -26,14 +26,13 @@ pub fn header(o: &LabOptions) -> String {
 }
 
 pub fn tick_line(t: &Tick) -> String {
-    let eta = match t.exhaustion_eta_s {
-        None => "never".to_string(),
-        Some(s) if s <= 0.0 => "now".to_string(),
-        Some(s) => format!("{s:.0} s"),
+    let alarm = if t.requests_failed > 0 {
+        "  ← cannot assign requested address"
+    } else {
+        ""
     };
-    let alarm = if t.requests_failed > 0 { "  ← cannot assign requested address" } else { "" };
     format!(
-        "T+{}:{:02}  ok {:>6}  failed {:>5} · TIME_WAIT {:>6} · in use {:>6} of {:<6} ({:>3.0}%) · closing {:>5}/s · exhausted in {:<5} {}{alarm}\n",
+        "T+{}:{:02}  ok {:>6}  failed {:>5} · TIME_WAIT {:>6} · in use {:>6} of {:<6} ({:>3.0}%) · closing {:>5}/s · runs out {:<7} {}{alarm}\n",
         t.t_s / 60,
         t.t_s % 60,
         thousands(t.requests_ok),
@@ -41,9 +40,9 @@ pub fn tick_line(t: &Tick) -> String {
         thousands(t.time_wait),
         thousands(t.in_use),
         thousands(u64::from(t.available)),
-        t.utilization * 100.0,
+        t.in_use_ratio * 100.0,
         rate(t.close_rate_per_s),
-        eta,
+        t.outlook,
         t.severity.name(),
     )
 }
@@ -81,7 +80,11 @@ pub fn cleanup(cleanup: &Cleanup) -> String {
 pub fn cleanup_note(cleanup: &Cleanup) -> Option<String> {
     let mut parts = Vec::new();
     if !cleanup.removed.is_empty() {
-        parts.push(format!("removed {} left by killed runs: {}", namespaces(cleanup.removed.len()), cleanup.removed.join(", ")));
+        parts.push(format!(
+            "removed {} left by killed runs: {}",
+            namespaces(cleanup.removed.len()),
+            cleanup.removed.join(", ")
+        ));
     }
     if let Some(failures) = cleanup_failures(&cleanup.failed) {
         parts.push(failures);
@@ -122,14 +125,23 @@ mod tests {
         let none = Cleanup::default();
         assert_eq!(cleanup(&none), "nothing to clean up\n");
         assert_eq!(cleanup_note(&none), None);
-        let done = Cleanup { removed: vec!["twscope-lab-server-7-9-0".into(), "twscope-lab-client-7-9-1".into()], failed: vec![] };
-        assert_eq!(cleanup(&done), "removed twscope-lab-server-7-9-0\nremoved twscope-lab-client-7-9-1\n");
+        let done = Cleanup {
+            removed: vec!["twscope-lab-server-7-9-0".into(), "twscope-lab-client-7-9-1".into()],
+            failed: vec![],
+        };
+        assert_eq!(
+            cleanup(&done),
+            "removed twscope-lab-server-7-9-0\nremoved twscope-lab-client-7-9-1\n"
+        );
         assert_eq!(
             cleanup_note(&done).unwrap(),
             "twscope lab: removed 2 namespaces left by killed runs: twscope-lab-server-7-9-0, twscope-lab-client-7-9-1"
         );
         let why = "removing a network namespace needs root".to_string();
-        let failed = Cleanup { removed: vec![], failed: vec![("a".into(), why.clone()), ("b".into(), why)] };
+        let failed = Cleanup {
+            removed: vec![],
+            failed: vec![("a".into(), why.clone()), ("b".into(), why)],
+        };
         assert_eq!(cleanup(&failed), "");
         assert_eq!(
             cleanup_failures(&failed.failed).unwrap(),

@@ -2,25 +2,30 @@
 //!
 //! Exit codes: 0 ok, 1 warning, 2 critical, 3 any error. Errors are one line
 //! on stderr saying what failed, why, and what to do — never a panic.
+//!
+//! The edge has two layers, as in ripgrep: [`cli`] parses flags (clap),
+//! [`options`] validates them into the core's option types, one function per
+//! command; [`run`] only dispatches to the command, which renders the result.
 
 mod cli;
 mod doctor_text;
+mod generate;
 mod lab_text;
+mod options;
 mod plan_text;
 mod status_text;
 
 use std::io::Write;
 use std::process::ExitCode;
-
-use clap::Parser;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cli::{Cli, Command, DoctorArgs, LabArgs, PlanArgs, ServeArgs, StatusArgs, TuneArgs};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+
+use cli::{Cli, Command};
+use options::{DoctorRun, LabRun, PlanRun, ServeRun, StatusRun, TuneOutput, TuneRun};
 use twscope_core::doctor;
-use twscope_core::kernel::Settings;
 use twscope_core::netns::{self, NetnsSpec};
-use twscope_core::plan::Workload;
 use twscope_core::status::{Status, StatusOptions};
 use twscope_core::tune;
 use twscope_lab::lab::{self, LabOptions};
@@ -28,27 +33,70 @@ use twscope_lab::lab::{self, LabOptions};
 /// Exit code for every error (bad option, namespace, privileges, kernel).
 const EXIT_ERROR: u8 = 3;
 
+/// Parses, runs, and turns an error into one line on stderr with exit 3.
+///
+/// [`run`] returns `anyhow::Result<ExitCode>`; `main` does not return it
+/// itself because the standard library would print the error with `Debug`
+/// and exit 1, which means "warning" here.
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    let result = match cli.command {
-        Some(Command::Status(args)) => status(&args),
-        Some(Command::Doctor(args)) => run_doctor(&args),
-        Some(Command::Tune(args)) => run_tune(&args),
-        Some(Command::Serve(args)) => run_serve(&args),
-        Some(Command::Plan(args)) => plan(&args),
-        Some(Command::Lab(args)) => run_lab(&args),
-        None => status(&cli.status),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(message) => {
-            eprintln!("twscope: error: {message}");
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("twscope: error: {}", one_line(&error));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Validates the command's options ([`options`]), then runs it.
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Status(args)) => status(&options::status(&args)?),
+        None => status(&options::status(&cli.status)?),
+        Some(Command::Doctor(args)) => run_doctor(&options::doctor(&args)?),
+        Some(Command::Tune(args)) => run_tune(&options::tune(&args)?),
+        Some(Command::Serve(args)) => run_serve(options::serve(&args)?),
+        Some(Command::Plan(args)) => plan(&options::plan(&args)?),
+        Some(Command::Lab(args)) => run_lab(&options::lab(&args)?),
+        Some(Command::Completions(args)) => {
+            write_raw(&generate::completions(args.shell))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => {
+            write_raw(&generate::man_page().context("cannot render the man page")?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The error and its causes on one line, joined with ": ". A cause whose
+/// text its parent already quotes (thiserror's `"…: {0}"` with `#[source]`)
+/// is not repeated; line breaks inside a message become spaces.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    if line.is_empty() {
+        line.push_str("unknown error");
+    }
+    line
+}
+
+/// A core exit code (0 ok, 1 warning, 2 critical) as the process's.
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(EXIT_ERROR))
 }
 
 /// clap's help and version go to stdout with exit 0; a usage error becomes one
@@ -68,122 +116,121 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             first = format!("{first} {next}");
         }
     }
+    // The accepted values and clap's "did you mean" belong on the same line.
+    for extra in lines.filter(|l| l.starts_with("[possible values:") || l.starts_with("tip:")) {
+        first = format!("{first} {extra}");
+    }
     let first = first.strip_prefix("error: ").unwrap_or(&first);
     eprintln!("twscope: error: {first} (see 'twscope --help')");
     ExitCode::from(EXIT_ERROR)
 }
 
-fn status(args: &StatusArgs) -> Result<u8, String> {
-    let status = collect(&args.options()?, args.netns.as_ref())?;
+fn status(args: &StatusRun) -> Result<ExitCode> {
+    let status = collect(&args.options, args.netns.as_ref())?;
+    let selection = args.selection;
+    let report = status.report(&selection);
     let text = if args.json {
-        json(&status)?
+        json(&report)?
     } else {
-        status_text::render(&status)
+        status_text::render(&status, &selection)
     };
     write_stdout(&text)?;
-    Ok(status.verdict.severity.exit_code() as u8)
+    Ok(exit(report.verdict.severity.exit_code()))
 }
 
 /// Enters the namespace (on the main thread: sockets and /proc/net follow
 /// it, see twscope_core::netns::enter) and takes its census.
-fn collect(options: &StatusOptions, spec: Option<&NetnsSpec>) -> Result<Status, String> {
-    Status::collect(options, enter(spec)?).map_err(|e| e.to_string())
+fn collect(options: &StatusOptions, spec: Option<&NetnsSpec>) -> Result<Status> {
+    Ok(Status::collect(options, enter(spec)?)?)
 }
 
 /// Moves the main thread into the namespace `spec` names, or names the
 /// current one `host`.
-fn enter(spec: Option<&NetnsSpec>) -> Result<netns::NetnsInfo, String> {
+fn enter(spec: Option<&NetnsSpec>) -> Result<netns::NetnsInfo> {
     match spec {
-        Some(spec) => netns::enter(spec).map_err(|e| e.to_string()),
-        None => netns::current("host").map_err(|e| format!("cannot identify the network namespace: {e}")),
+        Some(spec) => Ok(netns::enter(spec)?),
+        None => netns::identify().context("cannot identify the network namespace"),
     }
 }
 
 /// Every destination counts for the checklist, not just the top ten.
-fn full_census(spec: Option<&NetnsSpec>) -> Result<Status, String> {
-    collect(&StatusOptions { top: 0, ..StatusOptions::default() }, spec)
+fn full_census(spec: Option<&NetnsSpec>) -> Result<Status> {
+    collect(&StatusOptions::default(), spec)
 }
 
-fn run_doctor(args: &DoctorArgs) -> Result<u8, String> {
-    let status = full_census(args.netns.as_ref())?;
+fn run_doctor(run: &DoctorRun) -> Result<ExitCode> {
+    let status = full_census(run.netns.as_ref())?;
     let report = doctor::diagnose(&status);
-    let text = if args.json { json(&report)? } else { doctor_text::render(&status, &report) };
+    let text = if run.json {
+        json(&report)?
+    } else {
+        doctor_text::render_with(&status, &report, run.remedies)
+    };
     write_stdout(&text)?;
-    Ok(report.exit_code() as u8)
+    Ok(exit(report.exit_code()))
 }
 
-fn run_tune(args: &TuneArgs) -> Result<u8, String> {
-    // Refuse a --persist path that is not a regular file before anything is
-    // applied, and even when there is nothing to change.
-    if let Some(path) = &args.persist {
-        tune::persist_target(path).map_err(|e| e.to_string())?;
-    }
-    let status = full_census(args.netns.as_ref())?;
+fn run_tune(run: &TuneRun) -> Result<ExitCode> {
+    let status = full_census(run.netns.as_ref())?;
     let changes = tune::recommend(&status, &doctor::diagnose(&status));
-    if args.apply && !changes.is_empty() {
-        tune::apply(&changes).map_err(|e| e.to_string())?;
+    if run.apply && !changes.is_empty() {
+        tune::apply(&changes)?;
     }
-    if let (Some(path), false) = (&args.persist, changes.is_empty()) {
-        tune::persist(&changes, path).map_err(|e| e.to_string())?;
+    if let (Some(path), false) = (&run.persist, changes.is_empty()) {
+        tune::persist(&changes, path)?;
     }
-    let text = if args.k8s {
-        doctor::remedies::kubernetes(&tune::proposed(&changes))
-    } else if args.json {
-        json(&serde_json::json!({
+    let text = match run.output {
+        TuneOutput::Kubernetes => doctor::remedies::kubernetes(&tune::proposed(&changes)),
+        TuneOutput::Json => json(&serde_json::json!({
             "netns": status.netns,
             "changes": changes,
-            "applied": args.apply && !changes.is_empty(),
-            "persisted": args.persist.as_ref().filter(|_| !changes.is_empty()),
-        }))?
-    } else {
-        doctor_text::render_tune(&status, &changes, args.apply, args.persist.as_deref())
+            "applied": run.apply && !changes.is_empty(),
+            "persisted": run.persist.as_ref().filter(|_| !changes.is_empty()),
+        }))?,
+        TuneOutput::Text => doctor_text::render_tune(&status, &changes, run.apply, run.persist.as_deref()),
     };
     write_stdout(&text)?;
-    Ok(0)
+    Ok(ExitCode::SUCCESS)
 }
 
-fn seconds(name: &str, value: f64) -> Result<std::time::Duration, String> {
-    std::time::Duration::try_from_secs_f64(value).map_err(|_| format!("{name} must be a number of seconds ≥ 0, not {value}"))
-}
-
-fn run_serve(args: &ServeArgs) -> Result<u8, String> {
-    use twscope_exporter::{Exporter, Limits, SnapshotOptions, Snapshots, WebConfig};
-    let web = match &args.web_config_file {
-        Some(path) => Some(WebConfig::load(path).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let min_interval = seconds("--min-interval", args.min_interval)?;
-    let timeout = seconds("--timeout", args.timeout)?;
-    if timeout.is_zero() {
-        return Err("--timeout must be above 0".to_string());
-    }
-    let mut limits = Limits {
-        header_timeout: seconds("--web.header-timeout", args.header_timeout)?,
-        idle_timeout: seconds("--web.idle-timeout", args.idle_timeout)?,
-        max_connections: args.max_connections as usize,
-        ..Limits::default()
-    };
-    if limits.header_timeout.is_zero() || limits.idle_timeout.is_zero() {
-        return Err("--web.header-timeout and --web.idle-timeout must be above 0".to_string());
-    }
-    let fd_limit = limits.fit_descriptor_limit().map_err(|e| e.to_string())?;
+fn run_serve(run: ServeRun) -> Result<ExitCode> {
+    use twscope_exporter::{Exporter, SnapshotOptions, Snapshots};
+    let ServeRun {
+        listen,
+        web,
+        min_interval,
+        timeout,
+        max_destinations,
+        mut limits,
+        netns,
+    } = run;
+    let fd_limit = limits
+        .fit_descriptor_limit()
+        .context("cannot fit --web.max-connections to the open-file limit (RLIMIT_NOFILE)")?;
     // Bind here, in the current namespace; then enter the one to export, so
     // every thread started afterwards (the dumps) runs there.
-    let listener = std::net::TcpListener::bind(args.listen)
-        .map_err(|e| format!("cannot listen on {}: {e} (is another exporter running? pick another --listen)", args.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let netns = enter(args.netns.as_ref())?;
-    let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) { "https" } else { "http" };
-    eprintln!("twscope serve: listening on {scheme}://{local}/metrics, exporting netns {}", netns.name);
-    eprintln!(
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow!("cannot listen on {listen}: {e} (is another exporter running? pick another --listen)"))?;
+    let local = listener.local_addr().context("cannot read the address listened on")?;
+    let netns = enter(netns.as_ref())?;
+    let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
+    note(format_args!(
+        "twscope serve: listening on {scheme}://{local}/metrics, exporting netns {}",
+        netns.name
+    ));
+    note(format_args!(
         "twscope serve: at most {} connections (open-file limit {fd_limit}), idle timeout {:?}, header timeout {:?}",
         limits.max_connections, limits.idle_timeout, limits.header_timeout
-    );
+    ));
     let snapshots = Snapshots::new(SnapshotOptions {
         min_interval,
         timeout,
-        max_destinations: args.max_destinations,
-        status: StatusOptions { top: 0, ..StatusOptions::default() },
+        max_destinations,
+        status: StatusOptions::default(),
         netns,
     });
     // Blocking threads run dumps (one at a time) and bcrypt checks (bounded
@@ -193,7 +240,7 @@ fn run_serve(args: &ServeArgs) -> Result<u8, String> {
         .max_blocking_threads(8)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .context("cannot start the runtime")?;
     runtime
         .block_on(async {
             let shutdown = async {
@@ -205,46 +252,20 @@ fn run_serve(args: &ServeArgs) -> Result<u8, String> {
             };
             twscope_exporter::serve(listener, Exporter::new(snapshots, web, limits), shutdown).await
         })
-        .map_err(|e| format!("serving failed: {e}"))?;
-    Ok(0)
+        .context("serving failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn plan(args: &PlanArgs) -> Result<u8, String> {
-    let rate = match (args.rate, args.rps) {
-        (Some(rate), _) => rate,
-        (None, Some(rps)) => rps * f64::from(args.calls_per_request),
-        (None, None) => return Err("give --rate, or --rps with --calls-per-request".to_string()),
-    };
-    // This host's settings fill in whatever was not given.
-    let needs_host = args.range.is_none() || args.reserved.is_none() || args.tw_reuse.is_none() || args.reuse_delay_ms.is_none();
-    let host = if needs_host {
-        Some(Settings::read(Path::new("/proc")).map_err(|e| {
-            format!("{e} (give --range, --reserved, --tw-reuse and --reuse-delay-ms to plan without this host)")
-        })?)
-    } else {
-        None
-    };
-    let workload = Workload {
-        rate_per_s: rate,
-        destinations: args.destinations,
-        source_ips: args.source_ips,
-        range: args.range.or_else(|| host.as_ref().map(|s| (s.port_range_low, s.port_range_high))).expect("host read"),
-        reserved: args.reserved.clone().or_else(|| host.as_ref().map(|s| s.reserved_ports.clone())).expect("host read"),
-        // A planned destination is not loopback: tcp_tw_reuse=2 does not cover it.
-        tw_reuse: args.tw_reuse.or_else(|| host.as_ref().map(|s| s.tcp_tw_reuse == 1 && s.tcp_timestamps != 0)).expect("host read"),
-        reuse_delay_ms: args.reuse_delay_ms.or_else(|| host.as_ref().map(Settings::reuse_delay_ms)).expect("host read"),
-        time_wait_s: args.time_wait,
-        latency_ms: args.latency_ms,
-    };
-    workload.validate()?;
+fn plan(run: &PlanRun) -> Result<ExitCode> {
+    let workload = &run.workload;
     let plan = workload.plan();
-    let text = if args.json {
-        json(&serde_json::json!({ "workload": plan_text::workload_json(&workload), "plan": plan }))?
+    let text = if run.json {
+        json(&serde_json::json!({ "workload": plan_text::workload_json(workload), "plan": plan }))?
     } else {
-        plan_text::render(&workload, &plan)
+        plan_text::render(workload, &plan)
     };
     write_stdout(&text)?;
-    Ok(plan.severity.exit_code() as u8)
+    Ok(exit(plan.severity.exit_code()))
 }
 
 /// Set by SIGINT/SIGTERM: the lab stops its client and removes its namespaces.
@@ -255,25 +276,37 @@ extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn run_lab(args: &LabArgs) -> Result<u8, String> {
-    if args.cleanup {
-        let cleanup = twscope_lab::remove_leftovers().map_err(|e| e.to_string())?;
-        let text = if args.json { json(&cleanup.removed)? } else { lab_text::cleanup(&cleanup) };
-        write_stdout(&text)?;
-        return match lab_text::cleanup_failures(&cleanup.failed) {
-            Some(line) => Err(line),
-            None => Ok(0),
-        };
+fn run_lab(run: &LabRun) -> Result<ExitCode> {
+    match run {
+        LabRun::Cleanup { json } => lab_cleanup(*json),
+        LabRun::Run { options, json } => lab_run(options, *json),
     }
-    let options = LabOptions {
-        mode: args.mode.into(),
-        fix: args.fix,
-        rate: args.rate,
-        duration: std::time::Duration::from_secs(args.duration),
-        ports: args.ports,
-        pool_size: args.pool_size,
+}
+
+/// `twscope lab --cleanup`: removes the namespaces of killed runs.
+fn lab_cleanup(as_json: bool) -> Result<ExitCode> {
+    let cleanup = twscope_lab::remove_leftovers().context("cannot look for namespaces left by killed lab runs")?;
+    let text = if as_json {
+        json(&cleanup.removed)?
+    } else {
+        lab_text::cleanup(&cleanup)
     };
-    options.validate()?;
+    write_stdout(&text)?;
+    match lab_text::cleanup_failures(&cleanup.failed) {
+        Some(line) => bail!(line),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// A progress or status line on stderr. A closed stderr (a supervisor that
+/// stopped reading) must not stop a server: `eprintln!` would panic.
+fn note(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// `twscope lab`: the outage reproduced, second by second.
+fn lab_run(options: &LabOptions, as_json: bool) -> Result<ExitCode> {
     // Namespaces of runs killed before they could remove them (SIGKILL), as
     // root only: without it lab::run refuses to start anyway.
     // SAFETY: geteuid has no preconditions.
@@ -281,51 +314,103 @@ fn run_lab(args: &LabArgs) -> Result<u8, String> {
         match twscope_lab::remove_leftovers() {
             Ok(cleanup) => {
                 if let Some(line) = lab_text::cleanup_note(&cleanup) {
-                    eprintln!("{line}");
+                    note(format_args!("{line}"));
                 }
             }
-            Err(e) => eprintln!("twscope lab: not looking for namespaces left by killed runs: {e}"),
+            Err(e) => note(format_args!(
+                "twscope lab: not looking for namespaces left by killed runs: {e}"
+            )),
         }
     }
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: installs a handler that only stores to an atomic.
         unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
     }
-    if !args.json {
-        write_stdout(&lab_text::header(&options))?;
+    if !as_json {
+        write_stdout(&lab_text::header(options))?;
     }
-    let report = lab::run(&options, &STOP, |tick| {
-        if !args.json {
+    let report = lab::run(options, &STOP, |tick| {
+        if !as_json {
             // The timeline is progress, written as it happens; a closed pipe
             // must not stop the run (its namespaces still need removing).
             let _ = write_stdout(&lab_text::tick_line(tick));
         }
-    })
-    .map_err(|e| e.to_string())?;
-    let text = if args.json { json(&report)? } else { lab_text::summary(&report) };
+    })?;
+    let text = if as_json {
+        json(&report)?
+    } else {
+        lab_text::summary(&report)
+    };
     write_stdout(&text)?;
-    Ok(if report.observed_onset_s.is_some() {
+    Ok(ExitCode::from(if report.observed_onset_s.is_some() {
         2
     } else if report.requests_failed > 0 {
         1
     } else {
         0
-    })
+    }))
 }
 
-fn json(value: &impl serde::Serialize) -> Result<String, String> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    let mut text = serde_json::to_string_pretty(value).context("cannot encode the report as JSON")?;
     text.push('\n');
     Ok(text)
 }
 
 /// Writes to stdout, stripping styles where colour is off. A closed pipe
 /// (`twscope | head`) is not an error worth a message.
-fn write_stdout(text: &str) -> Result<(), String> {
+fn write_stdout(text: &str) -> Result<()> {
     let mut stdout = anstream::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(()),
+    let written = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    ignore_closed_pipe(written).context("cannot write the report to stdout")
+}
+
+/// Writes bytes to stdout as they are (a completion script, a man page).
+fn write_raw(bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_all(bytes).and_then(|()| stdout.flush());
+    ignore_closed_pipe(written).context("cannot write to stdout")
+}
+
+/// A closed pipe (`twscope man | head`) is not an error worth a message.
+fn ignore_closed_pipe(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(format!("cannot write the report to stdout: {e}")),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use anyhow::Context;
+
+    /// Like thiserror's `#[error("cannot open: {0}")] Open(#[source] io::Error)`.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot open the socket: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_without_repeats() {
+        let io = || std::io::Error::from_raw_os_error(libc::EACCES);
+        let chained = Err::<(), _>(io()).context("cannot write the report").unwrap_err();
+        assert_eq!(one_line(&chained), format!("cannot write the report: {}", io()));
+        let quoting = anyhow::Error::new(Quoting(io())).context("census failed");
+        assert_eq!(
+            one_line(&quoting),
+            format!("census failed: cannot open the socket: {}", io())
+        );
+        assert_eq!(one_line(&anyhow::anyhow!("two\nlines")), "two lines");
     }
 }

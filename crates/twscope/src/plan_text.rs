@@ -30,7 +30,11 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 fn seconds(s: f64) -> String {
-    if s >= 10.0 || s.fract() == 0.0 { format!("{s:.0} s") } else { format!("{s:.1} s") }
+    if s >= 10.0 || s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
 }
 
 pub fn render(w: &Workload, p: &Plan) -> String {
@@ -40,7 +44,11 @@ pub fn render(w: &Workload, p: &Plan) -> String {
 }
 
 fn write_plan(out: &mut String, w: &Workload, p: &Plan) -> std::fmt::Result {
-    let reserved = if w.reserved.is_empty() { String::new() } else { format!(", reserved {}", w.reserved) };
+    let reserved = if w.reserved.is_empty() {
+        String::new()
+    } else {
+        format!(", reserved {}", w.reserved)
+    };
     writeln!(
         out,
         "{BOLD}twscope plan{BOLD:#} · {}/s new connections over {}, {}, range {}–{}{reserved}, tw_reuse {}",
@@ -72,31 +80,54 @@ fn write_plan(out: &mut String, w: &Workload, p: &Plan) -> std::fmt::Result {
         (
             "ports available per destination",
             thousands(p.ports_available),
-            format!("{} per source address × {}", thousands(u64::from(p.ports_per_source)), w.source_ips),
+            format!(
+                "{} per source address × {}",
+                thousands(u64::from(p.ports_per_source)),
+                w.source_ips
+            ),
         ),
         (
             "max sustainable rate",
             format!("{}/s per destination", rate(p.max_rate_per_s)),
             if w.destinations > 1 {
-                format!("{}/s over all {} destinations", rate(p.max_total_rate_per_s), w.destinations)
+                format!(
+                    "{}/s over all {} destinations",
+                    rate(p.max_total_rate_per_s),
+                    w.destinations
+                )
             } else {
                 String::new()
             },
         ),
         (
             "headroom",
-            format!("{} ports", if p.headroom < 0 { format!("−{}", thousands(p.headroom.unsigned_abs())) } else { thousands(p.headroom as u64) }),
+            format!(
+                "{} ports",
+                if p.headroom < 0 {
+                    format!("−{}", thousands(p.headroom.unsigned_abs()))
+                } else {
+                    thousands(p.headroom as u64)
+                }
+            ),
             format!("{:.0}% of the budget needed", p.utilization * 100.0),
         ),
         (
             "exhausted, from empty, after",
             p.exhaustion_s.map_or("never".to_string(), seconds),
-            if p.exhaustion_s.is_some() { "then connect() fails: cannot assign requested address".to_string() } else { String::new() },
+            if p.exhaustion_s.is_some() {
+                "then connect() fails: cannot assign requested address".to_string()
+            } else {
+                String::new()
+            },
         ),
         (
             "a pool covering the rate",
             plural(p.pool_size, "connection", "connections"),
-            format!("{}/s × {} ms per request (Little's law)", rate(p.rate_per_destination_per_s), w.latency_ms),
+            format!(
+                "{}/s × {} ms per request (Little's law)",
+                rate(p.rate_per_destination_per_s),
+                w.latency_ms
+            ),
         ),
     ];
     let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);

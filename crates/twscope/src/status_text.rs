@@ -7,7 +7,7 @@ use std::fmt::Write;
 use anstyle::{AnsiColor, Style};
 use twscope_core::capacity::Severity;
 use twscope_core::kernel::Settings;
-use twscope_core::status::{endpoint, Destination, Status};
+use twscope_core::status::{Destination, Selection, Status, StatusReport};
 use twscope_core::text::{rate, thousands};
 use twscope_core::TcpState;
 
@@ -27,25 +27,20 @@ fn percent(fraction: f64) -> String {
     format!("{:.0}%", fraction * 100.0)
 }
 
-fn eta(seconds: Option<f64>) -> String {
-    match seconds {
-        None => "never".to_string(),
-        Some(s) if s <= 0.0 => "now".to_string(),
-        Some(s) if s < 10.0 => format!("{s:.1} s"),
-        Some(s) => format!("{s:.0} s"),
+fn on_off(value: u8) -> &'static str {
+    if value == 0 {
+        "off"
+    } else {
+        "on"
     }
 }
 
-fn on_off(value: u8) -> &'static str {
-    if value == 0 { "off" } else { "on" }
-}
-
-fn tw_reuse_words(s: &Settings) -> String {
+fn tw_reuse_words(s: &Settings, hold_s: f64) -> String {
     let delay = format!("after {} ms", thousands(u64::from(s.reuse_delay_ms())));
     let mode = match s.tcp_tw_reuse {
-        0 => "off: every TIME_WAIT holds its port for 60 s".to_string(),
+        0 => format!("off: every TIME_WAIT holds its port for {hold_s:.1} s"),
         1 => format!("on: connect() may reuse TIME_WAIT ports {delay}"),
-        2 => format!("loopback only: other destinations wait the full 60 s (reuse {delay} on lo)"),
+        2 => format!("loopback only: other destinations wait the full {hold_s:.1} s (reuse {delay} on lo)"),
         n => format!("{n} (unknown value)"),
     };
     let mut text = format!("tcp_tw_reuse={} {mode}", s.tcp_tw_reuse);
@@ -55,19 +50,32 @@ fn tw_reuse_words(s: &Settings) -> String {
     text
 }
 
-/// Renders the report. Styles are embedded; the caller's stream strips them.
-pub fn render(status: &Status) -> String {
+/// `netns blue (inode N)`, or `netns inode N` for an unnamed one.
+fn netns_label(netns: &twscope_core::netns::NetnsInfo) -> String {
+    if netns.name.starts_with("netns inode") {
+        netns.name.clone()
+    } else {
+        format!("netns {} {DIM}(inode {}){DIM:#}", netns.name, netns.inode)
+    }
+}
+
+/// Renders the destinations `selection` picks. Styles are embedded; the
+/// caller's stream strips them.
+pub fn render(status: &Status, selection: &Selection) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = write_report(&mut out, status);
+    let _ = write_report(&mut out, &status.report(selection));
     out
 }
 
-fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
+fn write_report(out: &mut String, report: &StatusReport<'_>) -> std::fmt::Result {
+    let status = report.status;
     writeln!(
         out,
-        "{BOLD}twscope status{BOLD:#} · host {} · kernel {} · netns {} {DIM}(inode {}){DIM:#}",
-        status.host, status.kernel, status.netns.name, status.netns.inode
+        "{BOLD}twscope status{BOLD:#} · host {} · kernel {} · {}",
+        status.host,
+        status.kernel,
+        netns_label(&status.netns)
     )?;
     writeln!(out)?;
 
@@ -77,7 +85,11 @@ fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
     let states_text = if states.is_empty() {
         "none".to_string()
     } else {
-        states.iter().map(|(s, n)| format!("{} {}", s.name(), thousands(*n))).collect::<Vec<_>>().join(" · ")
+        states
+            .iter()
+            .map(|(s, n)| format!("{} {}", s.name(), thousands(*n)))
+            .collect::<Vec<_>>()
+            .join(" · ")
     };
     writeln!(
         out,
@@ -92,7 +104,11 @@ fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
         n => {
             let shown: Vec<String> = e.listeners_in_range.iter().take(5).map(u16::to_string).collect();
             let more = if n > 5 { ", …" } else { "" };
-            format!("{n} listening port{} inside ({}{more})", if n == 1 { "" } else { "s" }, shown.join(", "))
+            format!(
+                "{n} listening port{} inside ({}{more})",
+                if n == 1 { "" } else { "s" },
+                shown.join(", ")
+            )
         }
     };
     writeln!(
@@ -111,10 +127,20 @@ fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
         Some(n) => format!(" · tcp_tw_recycle={n}"),
         None => String::new(),
     };
+    let life = &status.time_wait_lifetime;
     writeln!(
         out,
-        "{BOLD}TIME_WAIT{BOLD:#}  lasts 60 s (fixed in Linux). {} · timestamps {}{recycle}",
-        tw_reuse_words(s),
+        "{BOLD}TIME_WAIT{BOLD:#}  60 s nominal (fixed in Linux); {:.1} s on average here, up to {:.1} s (HZ={} timer wheel) \
+         · {} past 60 s now",
+        life.mean_s,
+        life.max_s,
+        life.hz,
+        thousands(life.past_nominal_expiry),
+    )?;
+    writeln!(
+        out,
+        "           {} · timestamps {}{recycle}",
+        tw_reuse_words(s, life.mean_s),
         on_off(s.tcp_timestamps),
     )?;
     writeln!(
@@ -125,7 +151,11 @@ fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
         s.tcp_fin_timeout,
     )?;
     let c = &status.counters;
-    let overflow_style = if c.tcp_time_wait_overflow > 0 { severity_style(Severity::Warning) } else { Style::new() };
+    let overflow_style = if c.tcp_time_wait_overflow > 0 {
+        severity_style(Severity::Warning)
+    } else {
+        Style::new()
+    };
     writeln!(
         out,
         "{BOLD}Counters{BOLD:#}   ActiveOpens {} · TW entered {} · TWRecycled {} · TWKilled {} · {overflow_style}TCPTimeWaitOverflow {}{overflow_style:#}",
@@ -136,32 +166,51 @@ fn write_report(out: &mut String, status: &Status) -> std::fmt::Result {
         thousands(c.tcp_time_wait_overflow),
     )?;
     if let Some(ct) = &status.conntrack {
-        writeln!(out, "           conntrack {} of {} entries", thousands(ct.count), thousands(ct.max))?;
+        writeln!(
+            out,
+            "           conntrack {} of {} entries",
+            thousands(ct.count),
+            thousands(ct.max)
+        )?;
     }
     writeln!(out)?;
 
-    write_destinations(out, status)?;
+    write_destinations(out, report)?;
     write_inbound(out, status)?;
 
-    let style = severity_style(status.verdict.severity).bold();
-    writeln!(out, "{style}{}{style:#}", status.verdict.summary)
+    let style = severity_style(report.verdict.severity).bold();
+    writeln!(out, "{style}{}{style:#}", report.verdict.summary)
 }
 
-fn write_destinations(out: &mut String, status: &Status) -> std::fmt::Result {
-    if status.destinations.is_empty() {
-        let what = if status.destinations_total == 0 { "none" } else { "none shown" };
+fn write_destinations(out: &mut String, report: &StatusReport<'_>) -> std::fmt::Result {
+    if report.destinations.is_empty() {
+        let what = if report.destinations_total == 0 {
+            "none"
+        } else {
+            "none shown"
+        };
         return writeln!(out, "{BOLD}Outbound destinations{BOLD:#}: {what}\n");
     }
     writeln!(
         out,
-        "{BOLD}Top destinations{BOLD:#} (outbound, {} of {}, by source ports in use; rate over the last {} s)",
-        status.destinations.len(),
-        status.destinations_total,
-        status.window_s
+        "{BOLD}Top destinations{BOLD:#} (outbound, {} of {}, by source ports in use; rate over the last {} s; \
+         UTIL = ports connect() cannot use)",
+        report.destinations.len(),
+        report.destinations_total,
+        report.status.window_s
     )?;
-    let rows: Vec<[String; 10]> = status.destinations.iter().map(destination_row).collect();
+    let rows: Vec<[String; 10]> = report.destinations.iter().map(|d| destination_row(d)).collect();
     let header = [
-        "DESTINATION", "TIME_WAIT", "ESTAB", "IN USE", "AVAILABLE", "UTIL", "CLOSE/s", "MAX/s", "EXHAUSTED IN", "SEVERITY",
+        "DESTINATION",
+        "TIME_WAIT",
+        "ESTAB",
+        "IN USE",
+        "AVAILABLE",
+        "UTIL",
+        "CLOSE/s",
+        "MAX/s",
+        "RUNS OUT",
+        "SEVERITY",
     ];
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
@@ -188,7 +237,7 @@ fn write_destinations(out: &mut String, status: &Status) -> std::fmt::Result {
     };
     let header_cells: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     writeln!(out, "{DIM}{}{DIM:#}", line(&header_cells))?;
-    for (row, d) in rows.iter().zip(&status.destinations) {
+    for (row, d) in rows.iter().zip(&report.destinations) {
         let text = line(row);
         // Colour only the severity word, which ends the line.
         let severity_at = text.len() - row[9].len();
@@ -199,9 +248,13 @@ fn write_destinations(out: &mut String, status: &Status) -> std::fmt::Result {
 }
 
 fn destination_row(d: &Destination) -> [String; 10] {
-    let severity = if d.tw_reuse { format!("{} (tw_reuse)", d.severity.name()) } else { d.severity.name().to_string() };
+    let severity = if d.tw_reuse {
+        format!("{} (tw_reuse)", d.severity.name())
+    } else {
+        d.severity.name().to_string()
+    };
     [
-        endpoint(&d.addr, d.port),
+        d.endpoint(),
         thousands(d.time_wait),
         thousands(d.established),
         thousands(d.in_use),
@@ -209,7 +262,7 @@ fn destination_row(d: &Destination) -> [String; 10] {
         percent(d.utilization),
         rate(d.close_rate_per_s),
         rate(d.max_rate_per_s),
-        eta(d.exhaustion_eta_s),
+        d.outlook().short(),
         severity,
     ]
 }
@@ -223,7 +276,11 @@ fn write_inbound(out: &mut String, status: &Status) -> std::fmt::Result {
         out,
         "{BOLD}Inbound TIME_WAIT{BOLD:#} (server side: this host closed first; costs tw buckets, not ephemeral ports)"
     )?;
-    writeln!(out, "{DIM}{:<8} {:>10} {:>8} {:>8}{DIM:#}", "PORT", "TIME_WAIT", "ESTAB", "TOTAL")?;
+    writeln!(
+        out,
+        "{DIM}{:<8} {:>10} {:>8} {:>8}{DIM:#}",
+        "PORT", "TIME_WAIT", "ESTAB", "TOTAL"
+    )?;
     for i in with_time_wait {
         writeln!(
             out,

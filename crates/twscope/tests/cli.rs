@@ -4,7 +4,11 @@
 use std::process::{Command, Output};
 
 fn twscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twscope")).args(args).env("NO_COLOR", "1").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -28,7 +32,16 @@ fn help_explains_every_status_option() {
         let out = twscope(args);
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8(out.stdout).unwrap();
-        for option in ["--json", "--top", "--dest", "--netns", "--warning", "--critical", "--window", "Exit codes"] {
+        for option in [
+            "--json",
+            "--top",
+            "--dest",
+            "--netns",
+            "--warning",
+            "--critical",
+            "--window",
+            "Exit codes",
+        ] {
             assert!(help.contains(option), "{args:?} help lacks {option}:\n{help}");
         }
     }
@@ -44,14 +57,20 @@ fn bad_options_give_one_line_and_exit_3() {
     assert_clean_error(&twscope(&["status", "--dest", "db.internal"]), "ADDR:PORT");
     assert_clean_error(&twscope(&["status", "--window", "61"]), "--window");
     assert_clean_error(&twscope(&["status", "--warning", "120"]), "percentage");
-    assert_clean_error(&twscope(&["status", "--warning", "90", "--critical", "80"]), "must not exceed");
+    assert_clean_error(
+        &twscope(&["status", "--warning", "90", "--critical", "80"]),
+        "must not exceed",
+    );
     assert_clean_error(&twscope(&["frobnicate"]), "frobnicate");
 }
 
 #[test]
 fn an_unknown_namespace_says_how_to_find_one() {
     assert_clean_error(&twscope(&["status", "--netns", "twscope-no-such-ns"]), "ip netns list");
-    assert_clean_error(&twscope(&["status", "--netns", "/proc/self/status"]), "/proc/self/status");
+    assert_clean_error(
+        &twscope(&["status", "--netns", "/proc/self/status"]),
+        "/proc/self/status",
+    );
 }
 
 #[test]
@@ -92,18 +111,34 @@ fn a_closed_pipe_is_not_an_error() {
 /// nothing but the arguments.
 fn plan(args: &[&str]) -> (serde_json::Value, i32) {
     let out = twscope(
-        &[&["plan", "--json", "--reserved", "", "--tw-reuse", "off", "--reuse-delay-ms", "1000"][..], args].concat(),
+        &[
+            &[
+                "plan",
+                "--json",
+                "--reserved",
+                "",
+                "--tw-reuse",
+                "off",
+                "--reuse-delay-ms",
+                "1000",
+            ][..],
+            args,
+        ]
+        .concat(),
     );
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     (json, out.status.code().unwrap())
 }
 
 #[test]
-fn plan_gives_the_seed_posts_numbers() {
+fn plan_gives_the_posts_numbers() {
     // "500 connections per second … 30,000 sockets needed > 28,231 → EXHAUSTION"
     let (json, code) = plan(&["--rate", "500", "--range", "32768-60999"]);
     let p = &json["plan"];
-    assert_eq!((p["ports_needed"].as_u64(), p["ports_available"].as_u64()), (Some(30_000), Some(28_232)));
+    assert_eq!(
+        (p["ports_needed"].as_u64(), p["ports_available"].as_u64()),
+        (Some(30_000), Some(28_232))
+    );
     assert!((p["max_rate_per_s"].as_f64().unwrap() - 470.53).abs() < 0.01);
     assert!((p["exhaustion_s"].as_f64().unwrap() - 56.464).abs() < 0.001);
     assert_eq!(code, 2);
@@ -125,14 +160,38 @@ fn plan_gives_the_seed_posts_numbers() {
 fn plan_refuses_absurd_numbers_in_one_line() {
     // These used to overflow (a panic in debug, a wrapped answer in release)
     // or, for --time-wait 1e12, loop for hours.
-    assert_clean_error(&twscope(&["plan", "--rate", "1e18", "--destinations", "2"]), "100,000,000");
+    assert_clean_error(
+        &twscope(&["plan", "--rate", "1e18", "--destinations", "2"]),
+        "100,000,000",
+    );
     assert_clean_error(&twscope(&["plan", "--rate", "1e300"]), "100,000,000");
-    assert_clean_error(&twscope(&["plan", "--rps", "1e300", "--calls-per-request", "1000"]), "rate");
-    assert_clean_error(&twscope(&["plan", "--rate", "500", "--time-wait", "1e12"]), "--time-wait");
-    assert_clean_error(&twscope(&["plan", "--rate", "500", "--time-wait", "inf"]), "--time-wait");
-    assert_clean_error(&twscope(&["plan", "--rate", "500", "--latency-ms", "1e300"]), "--latency-ms");
+    assert_clean_error(
+        &twscope(&["plan", "--rps", "1e300", "--calls-per-request", "1000"]),
+        "rate",
+    );
+    assert_clean_error(
+        &twscope(&["plan", "--rate", "500", "--time-wait", "1e12"]),
+        "--time-wait",
+    );
+    assert_clean_error(
+        &twscope(&["plan", "--rate", "500", "--time-wait", "inf"]),
+        "--time-wait",
+    );
+    assert_clean_error(
+        &twscope(&["plan", "--rate", "500", "--latency-ms", "1e300"]),
+        "--latency-ms",
+    );
     // The limits themselves still plan, with exact numbers.
-    let (json, code) = plan(&["--rate", "1e8", "--time-wait", "3600", "--latency-ms", "3600000", "--range", "32768-60999"]);
+    let (json, code) = plan(&[
+        "--rate",
+        "1e8",
+        "--time-wait",
+        "3600",
+        "--latency-ms",
+        "3600000",
+        "--range",
+        "32768-60999",
+    ]);
     assert_eq!(code, 2);
     assert_eq!(json["plan"]["ports_needed"], 360_000_000_000u64);
     assert_eq!(json["plan"]["headroom"], 28_232 - 360_000_000_000i64);
@@ -140,9 +199,22 @@ fn plan_refuses_absurd_numbers_in_one_line() {
 
 #[test]
 fn plan_text_and_errors() {
-    let out = twscope(&["plan", "--rate", "500", "--range", "32768-60999", "--reserved", "", "--tw-reuse", "off"]);
+    let out = twscope(&[
+        "plan",
+        "--rate",
+        "500",
+        "--range",
+        "32768-60999",
+        "--reserved",
+        "",
+        "--tw-reuse",
+        "off",
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("30,000") && text.contains("28,232") && text.contains("56 s"), "{text}");
+    assert!(
+        text.contains("30,000") && text.contains("28,232") && text.contains("56 s"),
+        "{text}"
+    );
     assert!(text.contains("CRITICAL: not sustainable"), "{text}");
     assert!(text.contains("net.ipv4.tcp_tw_reuse = 1"), "{text}");
     assert_clean_error(&twscope(&["plan"]), "--rate");
@@ -150,12 +222,34 @@ fn plan_text_and_errors() {
     assert_clean_error(&twscope(&["plan", "--rate", "-5"]), "rate");
     assert_clean_error(&twscope(&["plan", "--rate", "5", "--reserved", "80-x"]), "not a port");
     let help = String::from_utf8(twscope(&["plan", "--help"]).stdout).unwrap();
-    for option in ["--rate", "--rps", "--calls-per-request", "--destinations", "--range", "--reserved", "--source-ips",
-        "--tw-reuse", "--reuse-delay-ms", "--time-wait", "--latency-ms", "--json"] {
+    for option in [
+        "--rate",
+        "--rps",
+        "--calls-per-request",
+        "--destinations",
+        "--range",
+        "--reserved",
+        "--source-ips",
+        "--tw-reuse",
+        "--reuse-delay-ms",
+        "--time-wait",
+        "--latency-ms",
+        "--json",
+    ] {
         assert!(help.contains(option), "plan help lacks {option}");
     }
     let help = String::from_utf8(twscope(&["lab", "--help"]).stdout).unwrap();
-    for option in ["--mode", "--fix", "--rate", "--duration", "--ports", "--pool-size", "--json", "per-request", "pooled"] {
+    for option in [
+        "--mode",
+        "--fix",
+        "--rate",
+        "--duration",
+        "--ports",
+        "--pool-size",
+        "--json",
+        "per-request",
+        "pooled",
+    ] {
         assert!(help.contains(option), "lab help lacks {option}");
     }
 }

@@ -15,8 +15,16 @@ fn deploy() -> PathBuf {
 }
 
 fn promtool(args: &[&str]) -> String {
-    let out = Command::new("promtool").args(args).current_dir(deploy().join("prometheus")).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(deploy().join("prometheus"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "promtool {args:?}:\n{text}");
     text
 }
@@ -32,15 +40,19 @@ fn rules_pass_promtool_and_their_unit_tests() {
     let rules = std::fs::read_to_string(deploy().join("prometheus/twscope-rules.yml")).unwrap();
     let tests = std::fs::read_to_string(deploy().join("prometheus/twscope-rules.test.yml")).unwrap();
     for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
-        assert!(tests.contains(&format!("alertname: {alert}")), "{alert} has no promtool test");
+        assert!(
+            tests.contains(&format!("alertname: {alert}")),
+            "{alert} has no promtool test"
+        );
     }
 }
 
 #[test]
 fn manifests_parse_and_keep_their_promises() {
     let text = std::fs::read_to_string(deploy().join("kubernetes/daemonset.yaml")).unwrap();
-    let docs: Vec<serde_yaml::Value> =
-        serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
     let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").expect("a DaemonSet");
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["hostNetwork"], true);
@@ -49,15 +61,24 @@ fn manifests_parse_and_keep_their_promises() {
     assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert!(container["resources"]["limits"]["memory"].is_string());
-    assert_eq!(ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], "9877");
+    assert_eq!(
+        ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+        "9877"
+    );
     let text = std::fs::read_to_string(deploy().join("kubernetes/servicemonitor.yaml")).unwrap();
     let monitor: serde_yaml::Value = serde_yaml::from_str(text.split("\n---").next().unwrap()).unwrap();
     assert_eq!(monitor["kind"], "ServiceMonitor");
     let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(deploy().join("grafana/twscope-dashboard.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(deploy().join("grafana/twscope-dashboard.json")).unwrap())
+            .unwrap();
     assert_eq!(dashboard["uid"], "twscope");
     let unit = std::fs::read_to_string(deploy().join("systemd/twscope.service")).unwrap();
-    for hardening in ["DynamicUser=yes", "CapabilityBoundingSet=\n", "NoNewPrivileges=yes", "ProtectSystem=strict"] {
+    for hardening in [
+        "DynamicUser=yes",
+        "CapabilityBoundingSet=\n",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
         assert!(unit.contains(hardening), "{hardening}");
     }
 }

@@ -20,8 +20,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(test: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("twscope-files-{test}-{}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("twscope-files-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -83,10 +82,7 @@ fn refused(args: &[&str], mentions: &[&str]) -> String {
     assert_eq!(out.status.code(), Some(3), "twscope {args:?}: {err}");
     assert_eq!(err.lines().count(), 1, "twscope {args:?}: {err}");
     for m in mentions {
-        assert!(
-            err.contains(m),
-            "twscope {args:?}: {err:?} should mention {m:?}"
-        );
+        assert!(err.contains(m), "twscope {args:?}: {err:?} should mention {m:?}");
     }
     err
 }
@@ -122,9 +118,7 @@ fn devices_and_directories_as_netns_are_refused() {
     let path = dir.0.to_str().unwrap();
     refused(
         &["status", "--netns", path],
-        &[&format!(
-            "{path} is a directory, not a network namespace file"
-        )],
+        &[&format!("{path} is a directory, not a network namespace file")],
     );
     refused(
         &["status", "--netns", "/proc/self/ns/mnt"],
@@ -161,8 +155,7 @@ fn a_stale_named_namespace_says_how_to_remove_it() {
 /// A namespace whose port range `tune` wants widened, so `--persist` writes.
 fn namespace_to_tune() -> Netns {
     let ns = Netns::new("files").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999")
-        .unwrap();
+    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
     ns
 }
 
@@ -170,13 +163,7 @@ fn namespace_to_tune() -> Netns {
 /// or container rule against it); makes `path` if so.
 fn mknod_null(path: &Path) -> bool {
     // SAFETY: a valid NUL-terminated path; major 1 minor 3 is /dev/null's.
-    unsafe {
-        libc::mknod(
-            c_path(path).as_ptr(),
-            libc::S_IFCHR | 0o600,
-            libc::makedev(1, 3),
-        ) == 0
-    }
+    unsafe { libc::mknod(c_path(path).as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) == 0 }
 }
 
 #[test]
@@ -189,20 +176,14 @@ fn tune_persist_refuses_special_files_and_leaves_them_alone() {
     let tune = |path: &Path, mentions: &[&str]| {
         let path = path.to_str().unwrap();
         let line = refused(&["tune", "--persist", path, "--netns", ns.name()], mentions);
-        assert!(
-            line.contains(path) && line.contains("/etc/sysctl.d/"),
-            "{line}"
-        );
+        assert!(line.contains(path) && line.contains("/etc/sysctl.d/"), "{line}");
     };
 
     let fifo = dir.join("90-twscope.conf");
     mkfifo(&fifo);
     tune(&fifo, &["is a FIFO, not a regular file"]);
     assert!(
-        std::fs::symlink_metadata(&fifo)
-            .unwrap()
-            .file_type()
-            .is_fifo(),
+        std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(),
         "the FIFO was replaced"
     );
 
@@ -210,18 +191,12 @@ fn tune_persist_refuses_special_files_and_leaves_them_alone() {
     if mknod_null(&device) {
         tune(&device, &["is a character device, not a regular file"]);
         let meta = std::fs::symlink_metadata(&device).unwrap();
-        assert!(
-            meta.file_type().is_char_device(),
-            "the device node was replaced"
-        );
+        assert!(meta.file_type().is_char_device(), "the device node was replaced");
         assert_eq!(meta.rdev(), libc::makedev(1, 3));
     } else {
         twscope_lab::testing::skip(
             "tune_persist_refuses_special_files_and_leaves_them_alone (device node part)",
-            &format!(
-                "mknod of a character device ({})",
-                std::io::Error::last_os_error()
-            ),
+            &format!("mknod of a character device ({})", std::io::Error::last_os_error()),
         );
     }
 
@@ -269,37 +244,17 @@ fn tune_persist_writes_through_a_link_to_a_regular_file() {
     std::os::unix::fs::symlink("managed/90-twscope.conf", &link).unwrap();
 
     let out = twscope_within(
-        &[
-            "tune",
-            "--persist",
-            link.to_str().unwrap(),
-            "--netns",
-            ns.name(),
-        ],
+        &["tune", "--persist", link.to_str().unwrap(), "--netns", ns.name()],
         Duration::from_secs(20),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink(),
+        std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
         "the link was replaced by a file"
     );
-    assert_eq!(
-        std::fs::read_link(&link).unwrap(),
-        Path::new("managed/90-twscope.conf")
-    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("managed/90-twscope.conf"));
     let text = std::fs::read_to_string(&target).unwrap();
-    assert!(
-        text.contains("net.ipv4.ip_local_port_range = 1024 65535\n"),
-        "{text}"
-    );
+    assert!(text.contains("net.ipv4.ip_local_port_range = 1024 65535\n"), "{text}");
     assert!(!text.contains("# old"), "{text}");
     // The temporary file was made next to the target, and is gone.
     assert_eq!(std::fs::read_dir(dir.join("managed")).unwrap().count(), 1);

@@ -28,11 +28,28 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
 /// Runs `twscope lab --json ARGS…` and returns its report and exit code.
 fn lab(args: &[&str]) -> (Value, i32) {
     let _running = shared();
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope")).arg("lab").arg("--json").args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .arg("lab")
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
     let code = out.status.code().unwrap();
-    assert!(code <= 2, "twscope lab {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        code <= 2,
+        "twscope lab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("twscope lab printed JSON");
-    for key in ["mode", "rate", "ports", "requests_ok", "requests_failed", "predicted_onset_s", "observed_onset_s"] {
+    for key in [
+        "mode",
+        "rate",
+        "ports",
+        "requests_ok",
+        "requests_failed",
+        "predicted_onset_s",
+        "observed_onset_s",
+    ] {
         assert!(report.get(key).is_some(), "report lacks {key}: {report}");
     }
     (report, code)
@@ -51,7 +68,12 @@ fn assert_cleaned_up() {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let pid_free = String::from_utf8_lossy(&out.stdout);
     // Other tests run concurrently: only a lab namespace of a finished run counts.
-    assert!(!pid_free.lines().any(|l| l.starts_with("twscope-lab-") && !is_running(l)), "left behind:\n{pid_free}");
+    assert!(
+        !pid_free
+            .lines()
+            .any(|l| l.starts_with("twscope-lab-") && !is_running(l)),
+        "left behind:\n{pid_free}"
+    );
 }
 
 /// Whether the process that named namespace `line`
@@ -64,8 +86,16 @@ fn is_running(line: &str) -> bool {
 /// The names `ip netns list` shows.
 fn netns_list() -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(out.status.success(), "ip netns list: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
+    assert!(
+        out.status.success(),
+        "ip netns list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Starts `twscope lab` (text output, discarded) and waits until both of its
@@ -94,7 +124,10 @@ fn start_lab(args: &[&str]) -> (Child, Vec<String>) {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("twscope lab's namespaces did not appear within 15 s: {:?}", netns_list());
+            panic!(
+                "twscope lab's namespaces did not appear within 15 s: {:?}",
+                netns_list()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -116,7 +149,11 @@ struct Foreign(String);
 impl Foreign {
     fn new(name: String) -> Foreign {
         let out = Command::new("ip").args(["netns", "add", &name]).output().unwrap();
-        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Foreign(name)
     }
 }
@@ -143,8 +180,16 @@ fn killed_run_and_bystanders(test: &str) -> (Vec<String>, Netns, Foreign) {
 
 fn assert_bystanders_untouched(alive: &Netns, foreign: &Foreign) {
     let after = netns_list();
-    assert!(after.iter().any(|n| n == alive.name()), "{} (live owner) was removed: {after:?}", alive.name());
-    assert!(after.contains(&foreign.0), "{} (not our name) was removed: {after:?}", foreign.0);
+    assert!(
+        after.iter().any(|n| n == alive.name()),
+        "{} (live owner) was removed: {after:?}",
+        alive.name()
+    );
+    assert!(
+        after.contains(&foreign.0),
+        "{} (not our name) was removed: {after:?}",
+        foreign.0
+    );
 }
 
 #[test]
@@ -155,19 +200,28 @@ fn cleanup_removes_what_a_killed_lab_left_and_nothing_else() {
     let _alone = exclusive();
     let (killed, alive, foreign) = killed_run_and_bystanders("cleanup");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope")).args(["lab", "--cleanup", "--json"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .args(["lab", "--cleanup", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let removed: Vec<String> = serde_json::from_slice(&out.stdout).expect("a JSON list of names");
     for name in &killed {
         assert!(removed.contains(name), "{name} not in {removed:?}");
     }
-    assert!(!removed.iter().any(|n| n == alive.name() || *n == foreign.0), "{removed:?}");
+    assert!(
+        !removed.iter().any(|n| n == alive.name() || *n == foreign.0),
+        "{removed:?}"
+    );
     let after = netns_list();
     assert!(!killed.iter().any(|n| after.contains(n)), "still there: {after:?}");
     assert_bystanders_untouched(&alive, &foreign);
 
     // Nothing left: said in words, exit 0.
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope")).args(["lab", "--cleanup"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .args(["lab", "--cleanup"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "nothing to clean up\n");
     assert_bystanders_untouched(&alive, &foreign);
@@ -206,21 +260,41 @@ fn per_request_runs_out_when_the_model_says() {
         return;
     }
     // 50/s into 1,000 ports: the model says 20 s.
-    let (r, code) = lab(&["--mode", "per-request", "--rate", "50", "--ports", "1000", "--duration", "25"]);
+    let (r, code) = lab(&[
+        "--mode",
+        "per-request",
+        "--rate",
+        "50",
+        "--ports",
+        "1000",
+        "--duration",
+        "25",
+    ]);
     assert_eq!(r["mode"], "per-request");
     assert_eq!(r["ports"], 1000);
     assert_eq!(f64_of(&r["predicted_onset_s"]), 20.0);
     let observed = f64_of(&r["observed_onset_s"]);
-    assert!((observed - 20.0).abs() <= 2.0, "first EADDRNOTAVAIL at {observed} s, predicted 20 s");
+    assert!(
+        (observed - 20.0).abs() <= 2.0,
+        "first EADDRNOTAVAIL at {observed} s, predicted 20 s"
+    );
     assert_eq!(code, 2);
     // Every port was used exactly once before the first failure.
     let ok = u64_of(&r["requests_ok"]);
     assert!((995..=1000).contains(&ok), "{ok} requests succeeded");
     assert!(u64_of(&r["addr_not_available"]) > 100);
     // The census's close rate, mid-churn with a full 10 s window, is the churn's.
-    let tick = r["timeline"].as_array().unwrap().iter().find(|t| t["t_s"] == 15).expect("a tick at 15 s");
+    let tick = r["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["t_s"] == 15)
+        .expect("a tick at 15 s");
     let rate = f64_of(&tick["close_rate_per_s"]);
-    assert!((rate - 50.0).abs() <= 5.0, "census close rate {rate}/s during a 50/s churn");
+    assert!(
+        (rate - 50.0).abs() <= 5.0,
+        "census close rate {rate}/s during a 50/s churn"
+    );
     let tw = u64_of(&tick["time_wait"]);
     assert!((740..=760).contains(&tw), "{tw} TIME_WAIT at 15 s");
     // … and it forecast the exhaustion: ~5 s left at 15 s.
@@ -235,7 +309,16 @@ fn a_pool_never_runs_out() {
     if !require_root("a_pool_never_runs_out") {
         return;
     }
-    let (r, code) = lab(&["--mode", "pooled", "--rate", "50", "--duration", "12", "--pool-size", "10"]);
+    let (r, code) = lab(&[
+        "--mode",
+        "pooled",
+        "--rate",
+        "50",
+        "--duration",
+        "12",
+        "--pool-size",
+        "10",
+    ]);
     assert_eq!(r["mode"], "pooled");
     assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
     assert!(u64_of(&r["requests_ok"]) >= 590, "{r}");
@@ -279,7 +362,10 @@ fn two_source_addresses_run_out_twice_as_late() {
     assert_eq!(r["source_ips"], 2);
     assert_eq!(f64_of(&r["predicted_onset_s"]), 40.0);
     let observed = f64_of(&r["observed_onset_s"]);
-    assert!((observed - 40.0).abs() <= 4.0, "first EADDRNOTAVAIL at {observed} s, predicted 40 s");
+    assert!(
+        (observed - 40.0).abs() <= 4.0,
+        "first EADDRNOTAVAIL at {observed} s, predicted 40 s"
+    );
     assert_eq!(code, 2);
     // Both addresses' budgets were used in full.
     let ok = u64_of(&r["requests_ok"]);
@@ -310,7 +396,11 @@ fn lab_options_are_checked_before_anything_is_created() {
         (&["--duration", "3600"][..], "--duration"),
         (&["--ports", "3"][..], "--ports"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_twscope")).arg("lab").args(args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
+            .arg("lab")
+            .args(args)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -329,7 +419,11 @@ fn a_lab_that_makes_no_request_is_refused() {
         (&["--ports", "0"][..], "--ports"),
         (&["--duration", "0"][..], "--duration"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_twscope")).arg("lab").args(args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
+            .arg("lab")
+            .args(args)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");

@@ -40,7 +40,9 @@ fn serve(args: &[&str]) -> (Running, SocketAddr) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let running = Running(child);
     let addr = line
         .split("://")
@@ -54,7 +56,12 @@ fn serve(args: &[&str]) -> (Running, SocketAddr) {
 
 /// `curl ARGS URL` → (HTTP status, body); status 0 when no HTTP answer came.
 fn curl(args: &[&str], url: &str) -> (u16, String) {
-    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).args(args).arg(url).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
@@ -66,7 +73,9 @@ fn samples(body: &str, name: &str) -> BTreeMap<String, f64> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
-            let (metric, labels) = series.split_once('{').map_or((series, ""), |(m, rest)| (m, rest.trim_end_matches('}')));
+            let (metric, labels) = series
+                .split_once('{')
+                .map_or((series, ""), |(m, rest)| (m, rest.trim_end_matches('}')));
             (metric == name).then(|| (labels.to_string(), value.parse().unwrap()))
         })
         .collect()
@@ -79,8 +88,13 @@ fn ss_time_wait(ns: &Netns) -> BTreeMap<String, f64> {
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let peer = line.split_whitespace().nth(3).unwrap();
         let (addr, port) = peer.rsplit_once(':').unwrap();
-        let addr = addr.trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:");
-        *counts.entry(format!("dst=\"{addr}\",dst_port=\"{port}\"")).or_insert(0.0) += 1.0;
+        let addr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_start_matches("::ffff:");
+        *counts
+            .entry(format!("dst=\"{addr}\",dst_port=\"{port}\""))
+            .or_insert(0.0) += 1.0;
     }
     counts
 }
@@ -93,10 +107,21 @@ fn loaded_namespace(tag: &str) -> Netns {
     ns.add_address("2001:2::1/128").unwrap();
     ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
     ns.run(|| {
-        for (target, count) in [("198.18.0.1:7000", 900u64), ("198.18.0.1:7001", 150), ("[2001:2::1]:7002", 60)] {
+        for (target, count) in [
+            ("198.18.0.1:7000", 900u64),
+            ("198.18.0.1:7001", 150),
+            ("[2001:2::1]:7002", 60),
+        ] {
             let target: SocketAddr = target.parse().unwrap();
             let server = Server::start(target, 1).unwrap();
-            let stats = churn(&[target], &ChurnOptions { count, max_duration: Duration::from_secs(20), ..ChurnOptions::default() });
+            let stats = churn(
+                &[target],
+                &ChurnOptions {
+                    count,
+                    max_duration: Duration::from_secs(20),
+                    ..ChurnOptions::default()
+                },
+            );
             assert_eq!(stats.ok, count, "{target}: {:?}", stats.first_error);
             // Let the server close its ends before it goes.
             std::thread::sleep(Duration::from_millis(100));
@@ -109,7 +134,9 @@ fn loaded_namespace(tag: &str) -> Netns {
 
 #[test]
 fn metrics_equal_ss_and_pass_promtool() {
-    if !require_root("metrics_equal_ss_and_pass_promtool") || !require_tools("metrics_equal_ss_and_pass_promtool", &["curl", "promtool"]) {
+    if !require_root("metrics_equal_ss_and_pass_promtool")
+        || !require_tools("metrics_equal_ss_and_pass_promtool", &["curl", "promtool"])
+    {
         return;
     }
     let ns = loaded_namespace("serve");
@@ -125,31 +152,72 @@ fn metrics_equal_ss_and_pass_promtool() {
     assert_eq!(total, 1110.0);
     assert_eq!(samples(&body, "twscope_sockets")["state=\"TIME_WAIT\""], total);
     let ours = samples(&body, "twscope_destination_time_wait_sockets");
-    assert_eq!(ours["dst=\"198.18.0.1\",dst_port=\"7000\""], expected["dst=\"198.18.0.1\",dst_port=\"7000\""]);
-    assert_eq!(ours["dst=\"198.18.0.1\",dst_port=\"7001\""], expected["dst=\"198.18.0.1\",dst_port=\"7001\""]);
-    assert_eq!(ours["dst=\"other\",dst_port=\"\""], expected["dst=\"2001:2::1\",dst_port=\"7002\""]);
+    assert_eq!(
+        ours["dst=\"198.18.0.1\",dst_port=\"7000\""],
+        expected["dst=\"198.18.0.1\",dst_port=\"7000\""]
+    );
+    assert_eq!(
+        ours["dst=\"198.18.0.1\",dst_port=\"7001\""],
+        expected["dst=\"198.18.0.1\",dst_port=\"7001\""]
+    );
+    assert_eq!(
+        ours["dst=\"other\",dst_port=\"\""],
+        expected["dst=\"2001:2::1\",dst_port=\"7002\""]
+    );
     assert_eq!(ours.len(), 3);
     assert_eq!(samples(&body, "twscope_destinations")[""], 3.0);
-    assert_eq!(samples(&body, "twscope_finding")["id=\"destination-pressure\",severity=\"critical\""], 1.0);
+    assert_eq!(
+        samples(&body, "twscope_finding")["id=\"destination-pressure\",severity=\"critical\""],
+        1.0
+    );
 
     // promtool's linter is clean.
-    let mut promtool = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
     let out = promtool.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool check metrics:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // OpenMetrics on request; both say the same.
     let (code, om) = curl(&["-H", "Accept: application/openmetrics-text; version=1.0.0"], &url);
     assert_eq!(code, 200);
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert!(om.contains("twscope_kernel_active_opens_total "), "{om}");
-    let content_type = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{content_type}", "-H", "Accept: application/openmetrics-text"]).arg(&url).output().unwrap();
+    let content_type = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{content_type}",
+            "-H",
+            "Accept: application/openmetrics-text",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&content_type.stdout).starts_with("application/openmetrics-text"));
 
     // Every twscope metric the shipped rules use is exported.
     let rules = std::fs::read_to_string(Path::new(WORKSPACE).join("deploy/prometheus/twscope-rules.yml")).unwrap();
-    for name in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).filter(|w| w.starts_with("twscope_")) {
-        assert!(body.lines().any(|l| l.starts_with(name)), "the rules use {name}, which is not exported");
+    for name in rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("twscope_"))
+    {
+        assert!(
+            body.lines().any(|l| l.starts_with(name)),
+            "the rules use {name}, which is not exported"
+        );
     }
 
     // The landing page, health and unknown paths.
@@ -160,7 +228,9 @@ fn metrics_equal_ss_and_pass_promtool() {
 
 #[test]
 fn concurrent_scrapes_share_one_dump() {
-    if !require_root("concurrent_scrapes_share_one_dump") || !require_tools("concurrent_scrapes_share_one_dump", &["curl"]) {
+    if !require_root("concurrent_scrapes_share_one_dump")
+        || !require_tools("concurrent_scrapes_share_one_dump", &["curl"])
+    {
         return;
     }
     let ns = loaded_namespace("shared");
@@ -168,17 +238,40 @@ fn concurrent_scrapes_share_one_dump() {
     let url = format!("http://{addr}/metrics");
     let bodies: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..20).map(|_| s.spawn(|| curl(&[], &url))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).map(|(code, body)| { assert_eq!(code, 200); body }).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .map(|(code, body)| {
+                assert_eq!(code, 200);
+                body
+            })
+            .collect()
     });
     for body in &bodies {
-        assert_eq!(samples(body, "twscope_dumps_total")[""], 1.0, "20 concurrent scrapes, one dump");
+        assert_eq!(
+            samples(body, "twscope_dumps_total")[""],
+            1.0,
+            "20 concurrent scrapes, one dump"
+        );
     }
 }
 
 fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -206,14 +299,29 @@ fn tls_and_basic_auth() {
     let (code, body) = curl(&[&ca[..], &["-u", "prometheus:s3cret"]].concat(), &url);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("twscope_sockets{state=\"TIME_WAIT\"}"));
-    assert_eq!(curl(&[&ca[..], &["-u", "prometheus:wrong"]].concat(), &url).0, 401, "wrong password");
-    assert_eq!(curl(&[&ca[..], &["-u", "mallory:s3cret"]].concat(), &url).0, 401, "unknown user");
+    assert_eq!(
+        curl(&[&ca[..], &["-u", "prometheus:wrong"]].concat(), &url).0,
+        401,
+        "wrong password"
+    );
+    assert_eq!(
+        curl(&[&ca[..], &["-u", "mallory:s3cret"]].concat(), &url).0,
+        401,
+        "unknown user"
+    );
     assert_eq!(curl(&ca, &url).0, 401, "no credentials");
     let (code, _) = curl(&ca, &format!("https://{addr}/healthz"));
     assert_eq!(code, 200, "health needs no credentials");
     // Plain HTTP to the TLS port gets no HTTP answer; an untrusted cert is refused.
-    assert_eq!(curl(&["-u", "prometheus:s3cret"], &format!("http://{addr}/metrics")).0, 0);
-    assert_eq!(curl(&["-u", "prometheus:s3cret"], &url).0, 0, "curl must refuse the self-signed cert without --cacert");
+    assert_eq!(
+        curl(&["-u", "prometheus:s3cret"], &format!("http://{addr}/metrics")).0,
+        0
+    );
+    assert_eq!(
+        curl(&["-u", "prometheus:s3cret"], &url).0,
+        0,
+        "curl must refuse the self-signed cert without --cacert"
+    );
 
     // A broken config stops the start with one clear line.
     for (text, mentions) in [
@@ -236,7 +344,11 @@ fn tls_and_basic_auth() {
 
 /// A free loopback port (bound and released).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn prometheus_query(port: u16, query: &str) -> Vec<Value> {
@@ -280,7 +392,13 @@ fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
     let rules = std::fs::read_to_string(Path::new(WORKSPACE).join("deploy/prometheus/twscope-rules.yml")).unwrap();
     let rules: String = rules
         .lines()
-        .map(|l| if l.trim_start().starts_with("for:") { format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]) } else { l.to_string() })
+        .map(|l| {
+            if l.trim_start().starts_with("for:") {
+                format!("{}for: 0s", &l[..l.len() - l.trim_start().len()])
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.join("rules.yml"), rules).unwrap();
@@ -311,14 +429,21 @@ fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
     });
     let expected = ss_time_wait(&ns);
     for s in &series {
-        let key = format!("dst=\"{}\",dst_port=\"{}\"", s["metric"]["dst"].as_str().unwrap(), s["metric"]["dst_port"].as_str().unwrap());
+        let key = format!(
+            "dst=\"{}\",dst_port=\"{}\"",
+            s["metric"]["dst"].as_str().unwrap(),
+            s["metric"]["dst_port"].as_str().unwrap()
+        );
         let value: f64 = s["value"][1].as_str().unwrap().parse().unwrap();
         assert_eq!(Some(&value), expected.get(&key), "{key}");
     }
 
     // The pressure alert fires for the 90% destination, and only for it.
     let alerts = wait_for("TwscopeEphemeralPortsLow to fire", Duration::from_secs(30), || {
-        let r = prometheus_query(port, "ALERTS{alertname=\"TwscopeEphemeralPortsLow\",alertstate=\"firing\"}");
+        let r = prometheus_query(
+            port,
+            "ALERTS{alertname=\"TwscopeEphemeralPortsLow\",alertstate=\"firing\"}",
+        );
         (!r.is_empty()).then_some(r)
     });
     assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -327,12 +452,23 @@ fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
 
     // Every query of the dashboard returns data (its variables filled in).
     std::thread::sleep(Duration::from_secs(3)); // a few samples for rate()
-    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(WORKSPACE).join("deploy/grafana/twscope-dashboard.json")).unwrap()).unwrap();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(WORKSPACE).join("deploy/grafana/twscope-dashboard.json")).unwrap(),
+    )
+    .unwrap();
     let mut queries = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().unwrap().replace("$instance", ".*").replace("$__rate_interval", "10s");
-            assert!(!prometheus_query(port, &expr).is_empty(), "panel {:?}: {expr} returned nothing", panel["title"]);
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$instance", ".*")
+                .replace("$__rate_interval", "10s");
+            assert!(
+                !prometheus_query(port, &expr).is_empty(),
+                "panel {:?}: {expr} returned nothing",
+                panel["title"]
+            );
             queries += 1;
         }
     }

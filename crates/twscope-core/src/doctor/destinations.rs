@@ -1,46 +1,70 @@
 //! Per-destination checks: port pressure from the capacity model, and the
-//! seed post's "pool is configured but bypassed".
+//! TIME_WAIT checklist's "the pool is configured but bypassed".
 
 use serde_json::json;
 
-use super::{evidence, remedies, round, Check, Finding, Group, Level};
+use super::{evidence, hold_s, remedies, reuse_would_apply, round, seconds, Check, Finding, FindingId, Group, Level};
 use crate::capacity::Severity;
-use crate::status::{endpoint, Destination, Status};
+use crate::linux::WIDEST_PORT_RANGE;
+use crate::status::{Destination, Outlook, Status};
 use crate::text::{rate, thousands};
 
 /// `destination-pressure`: a destination whose source ports are filling up.
 pub struct DestinationPressure;
 
 impl Check for DestinationPressure {
-    fn ids(&self) -> &'static [&'static str] {
-        &["destination-pressure"]
+    fn ids(&self) -> &'static [FindingId] {
+        &[FindingId::DestinationPressure]
     }
 
     fn run(&self, status: &Status) -> Vec<Finding> {
-        status.destinations.iter().filter(|d| d.severity >= Severity::Warning).map(|d| pressure(d, status)).collect()
+        status
+            .destinations
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning)
+            .map(|d| pressure(d, status))
+            .collect()
     }
 }
 
 fn pressure(d: &Destination, status: &Status) -> Finding {
-    let name = endpoint(&d.addr, d.port);
-    let eta = match d.exhaustion_eta_s {
-        Some(s) if s <= 0.0 => "; exhausted now".to_string(),
-        Some(s) => format!("; exhausted in {s:.0} s at this rate"),
-        None => String::new(),
+    let name = d.endpoint();
+    let outlook = match d.outlook() {
+        Outlook::Never => String::new(),
+        other => format!("; {}", other.phrase()),
     };
-    let mut system = vec![("net.ipv4.ip_local_port_range", "1024 65535".to_string())];
-    if !d.tw_reuse && status.settings.tcp_timestamps != 0 {
+    let mut system = vec![(
+        "net.ipv4.ip_local_port_range",
+        format!("{} {}", WIDEST_PORT_RANGE.0, WIDEST_PORT_RANGE.1),
+    )];
+    if !d.tw_reuse && reuse_would_apply(&status.settings) {
         system.push(("net.ipv4.tcp_tw_reuse", "1".to_string()));
     }
     let mut fixes = remedies::connection_reuse();
     fixes.extend(remedies::sysctls(&system));
+    let hold = hold_s(status, d.tw_reuse);
+    let held = if d.tw_reuse {
+        format!(
+            "for the {} reuse delay (tcp_tw_reuse), then connect() may take it over",
+            seconds(hold)
+        )
+    } else {
+        format!("for {} in TIME_WAIT", seconds(hold))
+    };
+    // While connect() fails, only the connections that got a port close:
+    // the rate then undercounts what the application attempts.
+    let measured = if d.exhausted() {
+        " (connections that got a port and closed; while connect() fails the application attempts more)"
+    } else {
+        ""
+    };
     Finding {
-        id: "destination-pressure",
+        id: FindingId::DestinationPressure,
         severity: Level::from_severity(d.severity),
         group: Group::Diagnosis,
         title: format!(
-            "{name}: {:.0}% of its {} source ports taken{eta}",
-            d.effective_utilization * 100.0,
+            "{name}: {:.0}% of its {} source ports taken{outlook}",
+            d.utilization * 100.0,
             thousands(u64::from(d.available))
         ),
         evidence: evidence([
@@ -49,17 +73,20 @@ fn pressure(d: &Destination, status: &Status) -> Finding {
             ("time_wait", json!(d.time_wait)),
             ("established", json!(d.established)),
             ("available", json!(d.available)),
-            ("utilization", round(d.effective_utilization, 4)),
+            ("utilization", round(d.utilization, 4)),
+            ("in_use_ratio", round(d.in_use_ratio, 4)),
             ("close_rate_per_s", round(d.close_rate_per_s, 1)),
             ("max_rate_per_s", round(d.max_rate_per_s, 1)),
-            ("exhaustion_eta_s", json!(d.exhaustion_eta_s.map(|s| (s * 10.0).round() / 10.0))),
+            (
+                "exhaustion_eta_s",
+                json!(d.exhaustion_eta_s.map(|s| (s * 10.0).round() / 10.0)),
+            ),
         ]),
         explanation: format!(
             "Every connect() to {name} needs a source port not already paired with it; each closed \
-             connection keeps its port {} in TIME_WAIT. Closing {}/s against {}/s sustainable, so when the \
+             connection keeps its port {held}. Closing {}/s{measured} against {}/s sustainable, so when the \
              budget is gone connect() fails with EADDRNOTAVAIL ('cannot assign requested address'). Reuse \
              connections first; a wider range or tw_reuse only raises the ceiling.",
-            if d.tw_reuse { "for the reuse delay" } else { "for 60 s" },
             rate(d.close_rate_per_s),
             rate(d.max_rate_per_s)
         ),
@@ -76,13 +103,13 @@ const BYPASS_INFO_RATE: f64 = 1.0;
 const BYPASS_RATIO: u64 = 10;
 
 /// `pool-bypass-suspected`: many connections closed to a destination while few
-/// stay open — the seed post's "the pool was configured correctly; it just
-/// wasn't being used".
+/// stay open — the TIME_WAIT checklist's "the pool was configured correctly;
+/// it just wasn't being used".
 pub struct PoolBypass;
 
 impl Check for PoolBypass {
-    fn ids(&self) -> &'static [&'static str] {
-        &["pool-bypass-suspected"]
+    fn ids(&self) -> &'static [FindingId] {
+        &[FindingId::PoolBypassSuspected]
     }
 
     fn run(&self, status: &Status) -> Vec<Finding> {
@@ -95,10 +122,10 @@ impl Check for PoolBypass {
                     && d.time_wait >= BYPASS_RATIO * d.established.max(1)
             })
             .map(|d| {
-                let name = endpoint(&d.addr, d.port);
+                let name = d.endpoint();
                 let level = if d.close_rate_per_s >= BYPASS_WARNING_RATE { Level::Warning } else { Level::Info };
                 Finding {
-                    id: "pool-bypass-suspected",
+                    id: FindingId::PoolBypassSuspected,
                     severity: level,
                     group: Group::Application,
                     title: format!(
@@ -115,12 +142,13 @@ impl Check for PoolBypass {
                     ]),
                     explanation: format!(
                         "A working pool keeps a steady set of ESTABLISHED connections and reuses them, so TIME_WAIT \
-                         stays small. Here {} connections to {name} closed in the last minute ({}/s now) against {} \
+                         stays small. Here {} connections to {name} closed in the last {} ({}/s now) against {} \
                          open: each use opens its own connection. Typical causes: a client or DataSource built per \
                          request, a pool too small for the concurrency (extra connections are opened and closed), \
                          idle connections closed at once (idle slots smaller than the pool), or HTTP responses not \
                          read to the end.",
                         thousands(d.time_wait),
+                        seconds(hold_s(status, false)),
                         rate(d.close_rate_per_s),
                         thousands(d.established)
                     ),
@@ -134,6 +162,7 @@ impl Check for PoolBypass {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
+    use super::super::{Language, RemedyKind};
     use super::*;
 
     #[test]
@@ -146,10 +175,23 @@ mod tests {
         assert_eq!(findings.len(), 1);
         let f = &findings[0];
         assert_eq!(f.severity, Level::Critical);
-        assert!(f.title.starts_with("198.18.0.100:5432: 85% of its 28,232 source ports"), "{}", f.title);
+        assert!(
+            f.title.starts_with("198.18.0.100:5432: 85% of its 28,232 source ports"),
+            "{}",
+            f.title
+        );
         assert_eq!(f.evidence["in_use"], 24_000);
         assert_eq!(f.evidence["close_rate_per_s"], 400.0);
-        assert!(f.remedies.iter().any(|r| r.kind == "go") && f.remedies.iter().any(|r| r.kind == "kubernetes"));
+        assert!(f
+            .remedies
+            .iter()
+            .any(|r| r.kind == RemedyKind::Snippet { language: Language::Go }));
+        assert!(f.remedies.iter().any(|r| r.kind == RemedyKind::Kubernetes));
+        assert!(
+            f.explanation.contains("keeps its port for 60 s in TIME_WAIT"),
+            "{}",
+            f.explanation
+        );
         assert!(f.remedies.iter().any(|r| r.text.contains("tcp_tw_reuse")));
         // A light destination is not a finding.
         let light = Host::default().outbound("198.18.0.1", "198.18.0.100", 5432, 1000, 60, 0);
@@ -175,5 +217,26 @@ mod tests {
         // A trickle (2/s) is only worth an info.
         let trickle = Host::default().outbound("198.18.0.1", "198.18.0.100", 5432, 120, 60, 0);
         assert_eq!(PoolBypass.run(&trickle.status(settings()))[0].severity, Level::Info);
+    }
+
+    #[test]
+    fn an_exhausted_destination_says_what_its_rate_counts() {
+        // 28,232 TIME_WAIT younger than 60 s: every port taken.
+        let host = Host::default().outbound("198.18.0.1", "198.18.0.100", 5432, 28_232, 60, 0);
+        let mut s = settings();
+        s.tcp_tw_reuse = 0;
+        let f = &DestinationPressure.run(&host.status(s))[0];
+        assert!(
+            f.title
+                .contains("100% of its 28,232 source ports taken; ports exhausted now"),
+            "{}",
+            f.title
+        );
+        assert!(
+            f.explanation
+                .contains("while connect() fails the application attempts more"),
+            "{}",
+            f.explanation
+        );
     }
 }

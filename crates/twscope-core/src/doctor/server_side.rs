@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{evidence, Check, Finding, Group, Level, Remedy};
+use super::{evidence, Check, Finding, FindingId, Group, Level, Remedy, RemedyKind};
 use crate::status::Status;
 use crate::text::thousands;
 
@@ -14,8 +14,8 @@ const INBOUND_TIME_WAIT: u64 = 1000;
 pub struct ServerSideTimeWait;
 
 impl Check for ServerSideTimeWait {
-    fn ids(&self) -> &'static [&'static str] {
-        &["server-side-time-wait"]
+    fn ids(&self) -> &'static [FindingId] {
+        &[FindingId::ServerSideTimeWait]
     }
 
     fn run(&self, status: &Status) -> Vec<Finding> {
@@ -24,10 +24,14 @@ impl Check for ServerSideTimeWait {
             .iter()
             .filter(|i| i.time_wait >= INBOUND_TIME_WAIT)
             .map(|i| Finding {
-                id: "server-side-time-wait",
+                id: FindingId::ServerSideTimeWait,
                 severity: Level::Info,
                 group: Group::Diagnosis,
-                title: format!("{} TIME_WAIT sockets on listening port {}: this server closes first", thousands(i.time_wait), i.port),
+                title: format!(
+                    "{} TIME_WAIT sockets on listening port {}: this server closes first",
+                    thousands(i.time_wait),
+                    i.port
+                ),
                 evidence: evidence([
                     ("port", json!(i.port)),
                     ("time_wait", json!(i.time_wait)),
@@ -40,7 +44,7 @@ impl Check for ServerSideTimeWait {
                      keep-alive connections quickly)."
                     .to_string(),
                 remedies: vec![Remedy {
-                    kind: "application".to_string(),
+                    kind: RemedyKind::Application,
                     title: "let clients keep connections alive".to_string(),
                     text: "Enable HTTP keep-alive on the clients and raise the server's keep-alive timeout above \
                            the clients' idle timeout, so connections are reused — and, when one is closed, the \
@@ -59,10 +63,20 @@ mod tests {
 
     #[test]
     fn busy_listening_ports_are_reported_as_info() {
-        let host = Host::default().listener("0.0.0.0", 8080).inbound_time_wait(8080, 5000).inbound_time_wait(9090, 10);
+        let host = Host::default()
+            .listener("0.0.0.0", 8080)
+            .inbound_time_wait(8080, 5000)
+            .inbound_time_wait(9090, 10);
         let f = ServerSideTimeWait.run(&host.status(settings()));
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].severity, f[0].evidence["port"].as_u64()), (Level::Info, Some(8080)));
+        assert_eq!(
+            (f[0].severity, f[0].evidence["port"].as_u64()),
+            (Level::Info, Some(8080))
+        );
         assert!(f[0].title.starts_with("5,000 TIME_WAIT sockets on listening port 8080"));
+        assert_eq!(
+            (f[0].id, f[0].remedies[0].kind),
+            (FindingId::ServerSideTimeWait, RemedyKind::Application)
+        );
     }
 }

@@ -3,10 +3,12 @@
 
 use serde_json::json;
 
-use super::{evidence, remedies, round, Check, Finding, Group, Level};
+use super::{evidence, remedies, round, Check, Finding, FindingId, Group, Level};
 use crate::status::Status;
 use crate::text::thousands;
 
+/// The level of a table filled to `share`: critical from 95%, warning from
+/// 80%, nothing below.
 pub(crate) fn fill_level(share: f64) -> Option<Level> {
     match share {
         s if s >= 0.95 => Some(Level::Critical),
@@ -24,8 +26,8 @@ pub(crate) fn raised(used: u64, max: u64) -> u64 {
 pub struct TimeWaitBuckets;
 
 impl Check for TimeWaitBuckets {
-    fn ids(&self) -> &'static [&'static str] {
-        &["tw-buckets-overflow"]
+    fn ids(&self) -> &'static [FindingId] {
+        &[FindingId::TwBucketsOverflow]
     }
 
     fn run(&self, status: &Status) -> Vec<Finding> {
@@ -39,13 +41,21 @@ impl Check for TimeWaitBuckets {
             _ => return Vec::new(),
         };
         vec![Finding {
-            id: "tw-buckets-overflow",
+            id: FindingId::TwBucketsOverflow,
             severity: level,
             group: Group::Monitoring,
             title: if overflow > 0 {
-                format!("{} TIME_WAIT sockets skipped at the tcp_max_tw_buckets cap (TCPTimeWaitOverflow)", thousands(overflow))
+                format!(
+                    "{} TIME_WAIT sockets skipped at the tcp_max_tw_buckets cap (TCPTimeWaitOverflow)",
+                    thousands(overflow)
+                )
             } else {
-                format!("{} of {} TIME_WAIT buckets used ({:.0}%)", thousands(used), thousands(max), share * 100.0)
+                format!(
+                    "{} of {} TIME_WAIT buckets used ({:.0}%)",
+                    thousands(used),
+                    thousands(max),
+                    share * 100.0
+                )
             },
             evidence: evidence([
                 ("time_wait", json!(used)),
@@ -67,20 +77,33 @@ impl Check for TimeWaitBuckets {
 pub struct ConntrackPressure;
 
 impl Check for ConntrackPressure {
-    fn ids(&self) -> &'static [&'static str] {
-        &["conntrack-pressure"]
+    fn ids(&self) -> &'static [FindingId] {
+        &[FindingId::ConntrackPressure]
     }
 
     fn run(&self, status: &Status) -> Vec<Finding> {
-        let Some(ct) = status.conntrack else { return Vec::new() };
+        let Some(ct) = status.conntrack else {
+            return Vec::new();
+        };
         let share = ct.count as f64 / ct.max.max(1) as f64;
-        let Some(level) = fill_level(share) else { return Vec::new() };
+        let Some(level) = fill_level(share) else {
+            return Vec::new();
+        };
         vec![Finding {
-            id: "conntrack-pressure",
+            id: FindingId::ConntrackPressure,
             severity: level,
             group: Group::Monitoring,
-            title: format!("conntrack table {:.0}% full ({} of {})", share * 100.0, thousands(ct.count), thousands(ct.max)),
-            evidence: evidence([("count", json!(ct.count)), ("max", json!(ct.max)), ("share", round(share, 4))]),
+            title: format!(
+                "conntrack table {:.0}% full ({} of {})",
+                share * 100.0,
+                thousands(ct.count),
+                thousands(ct.max)
+            ),
+            evidence: evidence([
+                ("count", json!(ct.count)),
+                ("max", json!(ct.max)),
+                ("share", round(share, 4)),
+            ]),
             explanation: "Every tracked connection, TIME_WAIT ones included, takes a conntrack entry; when the \
                  table is full new connections are dropped ('nf_conntrack: table full, dropping packet') — an \
                  outage that looks like port exhaustion from outside."
@@ -103,7 +126,10 @@ mod tests {
         let near = Host::default().outbound("198.18.0.1", "198.18.0.9", 80, 850, 60, 0);
         let f = TimeWaitBuckets.run(&near.status(s.clone()));
         assert_eq!(f[0].severity, Level::Warning);
-        assert_eq!(f[0].remedies[0].text, "sysctl -w net.ipv4.tcp_max_tw_buckets=\"2048\"\n");
+        assert_eq!(
+            f[0].remedies[0].text,
+            "sysctl -w net.ipv4.tcp_max_tw_buckets=\"2048\"\n"
+        );
         let mut overflowed = Host::default();
         overflowed.counters.tcp_time_wait_overflow = 12;
         let f = TimeWaitBuckets.run(&overflowed.status(s.clone()));
@@ -114,7 +140,10 @@ mod tests {
     #[test]
     fn conntrack_only_where_loaded_and_full() {
         assert!(ConntrackPressure.run(&Host::default().status(settings())).is_empty());
-        let mut host = Host { conntrack: Some(Conntrack { count: 970, max: 1000 }), ..Host::default() };
+        let mut host = Host {
+            conntrack: Some(Conntrack { count: 970, max: 1000 }),
+            ..Host::default()
+        };
         let f = ConntrackPressure.run(&host.status(settings()));
         assert_eq!(f[0].severity, Level::Critical);
         host.conntrack = Some(Conntrack { count: 100, max: 1000 });

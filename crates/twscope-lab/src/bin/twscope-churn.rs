@@ -38,7 +38,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(ns) = &args.netns {
-        let path = if ns.contains('/') { PathBuf::from(ns) } else { PathBuf::from("/run/netns").join(ns) };
+        let path = if ns.contains('/') {
+            PathBuf::from(ns)
+        } else {
+            PathBuf::from(twscope_core::linux::NAMED_NETNS_DIR).join(ns)
+        };
         if let Err(e) = enter_netns(&path) {
             eprintln!("twscope-churn: cannot enter {}: {e}", path.display());
             return ExitCode::from(3);
@@ -73,7 +77,10 @@ fn main() -> ExitCode {
         stats.failed,
         stats.elapsed.as_secs_f64(),
         stats.rate(),
-        stats.first_error.map(|e| format!("; first error: {e}")).unwrap_or_default()
+        stats
+            .first_error
+            .map(|e| format!("; first error: {e}"))
+            .unwrap_or_default()
     );
     if stats.failed > 0 || stats.ok < args.count {
         ExitCode::from(1)
