@@ -230,3 +230,83 @@ fn status_and_doctor_agree_through_exhaustion_and_recovery() {
     assert!(exhausted >= 3, "samples taken while exhausted: {exhausted}");
     assert!(recovered >= 1, "the destination recovered by the end");
 }
+
+/// With `tcp_tw_reuse=1` the two ratios differ: TIME_WAIT sockets older than
+/// the reuse delay hold a 4-tuple (`in_use_ratio`) but block no port
+/// (`utilization`). `status --json`'s `utilization`, the UTIL column and
+/// `twscope_destination_utilization_ratio` must all be the blocking share.
+#[test]
+fn utilization_is_one_number_in_json_text_and_metrics() {
+    use twscope_lab::{churn, ChurnOptions};
+    if !require_root("utilization_is_one_number_in_json_text_and_metrics") {
+        return;
+    }
+    let ns = Netns::new("ratios").unwrap();
+    ns.set_sysctl("net.ipv4.tcp_tw_reuse", "1").unwrap();
+    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 44999").unwrap();
+    ns.run(|| {
+        let server = Server::start("127.0.0.1:7300".parse().unwrap(), 1).unwrap();
+        let options = ChurnOptions {
+            count: 2000,
+            rate_per_s: Some(200.0),
+            max_duration: Duration::from_secs(15),
+            ..ChurnOptions::default()
+        };
+        let stats = churn(&[server.addr()], &options);
+        assert_eq!(stats.failed, 0);
+        std::thread::sleep(Duration::from_millis(100));
+        drop(server);
+    })
+    .unwrap();
+    // Past the 1 s reuse delay: nothing blocks a port any more, yet ~2,000
+    // TIME_WAIT sockets still hold their 4-tuples.
+    std::thread::sleep(Duration::from_secs(2));
+    let twscope = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_twscope"));
+        c.env("NO_COLOR", "1").args(["status", "--netns", ns.name()]);
+        c
+    };
+    let json = status_json(twscope().arg("--json"));
+    let d = &json["destinations"][0];
+    assert_eq!(d["port"], 7300);
+    let (utilization, in_use_ratio) = (d["utilization"].as_f64().unwrap(), d["in_use_ratio"].as_f64().unwrap());
+    assert!(in_use_ratio > 0.05, "{d}");
+    assert_eq!(utilization, 0.0, "{d}");
+    // The UTIL column of the same destination.
+    let text = String::from_utf8(twscope().output().unwrap().stdout).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:7300"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(row.split_whitespace().nth(5), Some("0%"), "{row}");
+    // The exporter's metric.
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_twscope"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--netns", ns.name()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stderr.take().unwrap()), &mut line).unwrap();
+    let addr: SocketAddr = line
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let metric = body
+        .lines()
+        .find_map(|l| l.strip_prefix("twscope_destination_utilization_ratio{dst=\"127.0.0.1\",dst_port=\"7300\"} "))
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(metric.trim().parse::<f64>().unwrap(), utilization);
+}
