@@ -29,11 +29,16 @@
 //! The crate does no terminal I/O; renderers live in the `twscope` binary.
 //!
 //! ```no_run
-//! use twscope_core::status::{Status, StatusOptions};
+//! use twscope_core::{diagnose, Selection, Status, StatusOptions};
 //!
-//! let netns = twscope_core::netns::current("host")?;
-//! let status = Status::collect(&StatusOptions::default(), netns)?;
+//! // One collection: every destination, every number.
+//! let status = Status::collect(&StatusOptions::default(), twscope_core::netns::identify()?)?;
 //! println!("{}", status.verdict.summary);
+//! // A view selects; the doctor reads the same model.
+//! for d in status.report(&Selection::default()).destinations {
+//!     println!("{} {:.0}% {}", d.endpoint(), d.utilization * 100.0, d.outlook().short());
+//! }
+//! println!("{} findings", diagnose(&status).findings.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -52,5 +57,13 @@ pub mod status;
 pub mod text;
 pub mod tune;
 
-pub use capacity::Severity;
+// The surface a view needs, in one place: take a census (`Status::collect`),
+// select (`Selection`), diagnose (`diagnose`), plan (`Workload`). The modules
+// stay public for the exporter, the lab and tests that need their parts.
+pub use capacity::{Severity, Thresholds};
+pub use doctor::{diagnose, Finding, FindingId, Level, RemedyKind, Report};
+pub use linux::TimeWaitLifetime;
+pub use netns::{NetnsInfo, NetnsSpec};
+pub use plan::{Plan, Workload};
 pub use sockdiag::TcpState;
+pub use status::{DestFilter, Destination, Outlook, Readings, Selection, Status, StatusOptions, StatusReport};

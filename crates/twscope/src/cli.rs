@@ -405,7 +405,7 @@ pub struct StatusArgs {
     pub top: usize,
 
     /// Only destinations with this address, and port if given
-    /// (198.18.0.2, 198.18.0.2:5432, 2001:db8::1, [2001:db8::1]:443).
+    /// (198.18.0.2, 198.18.0.2:5432, 2001:db8::1, `[2001:db8::1]:443`).
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub dest: Option<DestFilter>,
 

@@ -4,23 +4,18 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use anstyle::{AnsiColor, Style};
+use anstyle::Style;
 use serde_json::Value;
 use twscope_core::doctor::{Group, Language, Level, Remedy, RemedyKind, Report};
 use twscope_core::status::Status;
 use twscope_core::tune::Change;
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
+use crate::style::BOLD;
+use crate::style::DIM;
 const WIDTH: usize = 100;
 
 fn level_style(level: Level) -> Style {
-    let color = match level {
-        Level::Info => AnsiColor::Cyan,
-        Level::Warning => AnsiColor::Yellow,
-        Level::Critical => AnsiColor::Red,
-    };
-    Style::new().fg_color(Some(color.into())).bold()
+    crate::style::level(level).bold()
 }
 
 /// Greedy word wrap, each line prefixed with `indent`.

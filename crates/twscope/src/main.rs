@@ -14,6 +14,7 @@ mod lab_text;
 mod options;
 mod plan_text;
 mod status_text;
+mod style;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -2,13 +2,11 @@
 
 use std::fmt::Write;
 
-use anstyle::{AnsiColor, Style};
-use twscope_core::capacity::Severity;
 use twscope_core::plan::{Plan, Workload};
 use twscope_core::text::{rate, thousands};
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
+use crate::style::BOLD;
+use crate::style::DIM;
 
 /// The inputs as JSON, next to the plan, so a result says what it assumed.
 pub fn workload_json(w: &Workload) -> serde_json::Value {
@@ -140,16 +138,7 @@ fn write_plan(out: &mut String, w: &Workload, p: &Plan) -> std::fmt::Result {
         }
     }
     writeln!(out)?;
-    let style = Style::new()
-        .fg_color(Some(
-            match p.severity {
-                Severity::Ok => AnsiColor::Green,
-                Severity::Warning => AnsiColor::Yellow,
-                Severity::Critical => AnsiColor::Red,
-            }
-            .into(),
-        ))
-        .bold();
+    let style = crate::style::severity(p.severity).bold();
     if p.sustainable {
         writeln!(
             out,

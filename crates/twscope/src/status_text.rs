@@ -4,24 +4,17 @@
 
 use std::fmt::Write;
 
-use anstyle::{AnsiColor, Style};
+use anstyle::Style;
 use twscope_core::capacity::Severity;
 use twscope_core::kernel::Settings;
 use twscope_core::status::{Destination, Selection, Status, StatusReport};
 use twscope_core::text::{rate, thousands};
 use twscope_core::TcpState;
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
+use crate::style::BOLD;
+use crate::style::DIM;
 
-fn severity_style(severity: Severity) -> Style {
-    let color = match severity {
-        Severity::Ok => AnsiColor::Green,
-        Severity::Warning => AnsiColor::Yellow,
-        Severity::Critical => AnsiColor::Red,
-    };
-    Style::new().fg_color(Some(color.into()))
-}
+use crate::style::severity as severity_style;
 
 fn percent(fraction: f64) -> String {
     format!("{:.0}%", fraction * 100.0)

@@ -4,12 +4,11 @@
 //! TIME_WAIT sockets stay behind in the namespace for 60 s.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use twscope_lab::{churn, enter_netns, ChurnOptions, Server};
+use twscope_lab::{churn, ChurnOptions, Server};
 
 /// Churn TCP connections into client-side TIME_WAIT, bounded in count and time.
 #[derive(Debug, Parser)]
@@ -38,13 +37,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(ns) = &args.netns {
-        let path = if ns.contains('/') {
-            PathBuf::from(ns)
-        } else {
-            PathBuf::from(twscope_core::linux::NAMED_NETNS_DIR).join(ns)
-        };
-        if let Err(e) = enter_netns(&path) {
-            eprintln!("twscope-churn: cannot enter {}: {e}", path.display());
+        let entered = twscope_core::netns::NetnsSpec::parse(ns).and_then(|spec| twscope_core::netns::enter(&spec));
+        if let Err(e) = entered {
+            eprintln!("twscope-churn: {e}");
             return ExitCode::from(3);
         }
     }

@@ -1,5 +1,10 @@
 //! The `twscope status` report: census + settings + capacity model, ready to
 //! render as text or JSON. Its serialised form is the documented JSON schema.
+//!
+//! - `select`: which destinations a view shows (`--top`, `--dest`) and the
+//!   JSON report of them;
+//! - `aggregate`: tuples into destinations, destinations into one sum;
+//! - `verdict`: where a destination is heading and the one-line verdict, in words.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,65 +42,14 @@ impl Default for StatusOptions {
     }
 }
 
-/// Which destinations a view shows (`--top`, `--dest`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Selection {
-    /// Destinations to list, busiest first; 0 = all.
-    pub top: usize,
-    /// Only destinations matching this.
-    pub dest: Option<DestFilter>,
-}
+mod aggregate;
+mod select;
+mod verdict;
 
-impl Default for Selection {
-    fn default() -> Selection {
-        Selection { top: 10, dest: None }
-    }
-}
-
-impl Selection {
-    /// Every destination.
-    pub const ALL: Selection = Selection { top: 0, dest: None };
-}
-
-/// `--dest ADDR[:PORT]`: `198.18.0.2`, `198.18.0.2:5432`, `2001:2::1`, `[2001:2::1]:443`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DestFilter {
-    /// The destination address; an IPv4-mapped IPv6 address is taken as the
-    /// IPv4 one, as the census counts it.
-    pub addr: IpAddr,
-    /// The destination port; `None` matches every port of `addr`.
-    pub port: Option<u16>,
-}
-
-impl FromStr for DestFilter {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<DestFilter, String> {
-        if let Ok(sa) = text.parse::<SocketAddr>() {
-            return Ok(DestFilter {
-                addr: sa.ip().to_canonical(),
-                port: Some(sa.port()),
-            });
-        }
-        let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
-        match bare.parse::<IpAddr>() {
-            Ok(addr) => Ok(DestFilter {
-                addr: addr.to_canonical(),
-                port: None,
-            }),
-            Err(_) => Err(format!(
-                "{text:?} is not ADDR or ADDR:PORT (e.g. 198.18.0.2:5432, [2001:db8::1]:443)"
-            )),
-        }
-    }
-}
-
-impl DestFilter {
-    /// Whether a destination (address, port) is the one named.
-    pub fn matches(&self, addr: IpAddr, port: u16) -> bool {
-        self.addr == addr && self.port.is_none_or(|p| p == port)
-    }
-}
+use aggregate::destination;
+pub use aggregate::DestinationSum;
+pub use select::{DestFilter, Selection, StatusReport};
+pub use verdict::{verdict, Outlook};
 
 /// Why a status could not be collected.
 #[derive(Debug, thiserror::Error)]
@@ -186,70 +140,6 @@ pub struct Destination {
     pub states: StateCounts,
     /// Per source address, busiest first.
     pub sources: Vec<SourceUse>,
-}
-
-/// Where a destination is heading at its current close rate: the one wording
-/// of the forecast every view uses.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Outlook {
-    /// No port left now: connect() fails with EADDRNOTAVAIL.
-    ExhaustedNow,
-    /// Runs out in this many seconds.
-    ExhaustedIn(f64),
-    /// Never runs out at this rate, but levels off at this share of the
-    /// budget, high enough to matter.
-    LevelsOff(f64),
-    /// Not on course to run out.
-    Never,
-}
-
-impl Outlook {
-    /// A column-sized form: `now`, `12 s`, `lvl 82%`, `never`.
-    pub fn short(&self) -> String {
-        match self {
-            Outlook::ExhaustedNow => "now".to_string(),
-            Outlook::ExhaustedIn(s) if *s < 10.0 => format!("{s:.1} s"),
-            Outlook::ExhaustedIn(s) => format!("{s:.0} s"),
-            Outlook::LevelsOff(u) => format!("lvl {:.0}%", u * 100.0),
-            Outlook::Never => "never".to_string(),
-        }
-    }
-
-    /// A clause for prose: `ports exhausted now…`, `exhausted in 12 s at
-    /// this rate`, `levels off at 82% of the budget at this rate`.
-    pub fn phrase(&self) -> String {
-        match self {
-            Outlook::ExhaustedNow => "ports exhausted now: connect() fails with EADDRNOTAVAIL".to_string(),
-            Outlook::ExhaustedIn(s) => format!("exhausted in {s:.0} s at this rate"),
-            Outlook::LevelsOff(u) => format!("levels off at {:.0}% of the budget at this rate", u * 100.0),
-            Outlook::Never => "not on course to run out".to_string(),
-        }
-    }
-}
-
-impl Destination {
-    /// `addr:port`, IPv6 bracketed as `ss` shows it.
-    pub fn endpoint(&self) -> String {
-        endpoint(&self.addr, self.port)
-    }
-
-    /// Where it is heading at the current close rate.
-    pub fn outlook(&self) -> Outlook {
-        match self.exhaustion_eta_s {
-            Some(s) if s <= 0.0 => Outlook::ExhaustedNow,
-            Some(s) => Outlook::ExhaustedIn(s),
-            None if self.severity > Severity::Ok && self.close_rate_per_s > 0.0 => {
-                Outlook::LevelsOff(self.steady_utilization.min(1.0))
-            }
-            None => Outlook::Never,
-        }
-    }
-
-    /// Whether the budget is used up now, so the close rate counts only the
-    /// connects that got a port.
-    pub fn exhausted(&self) -> bool {
-        self.outlook() == Outlook::ExhaustedNow
-    }
 }
 
 /// A listening socket.
@@ -522,283 +412,12 @@ impl Status {
     }
 }
 
-fn destination(
-    addr: IpAddr,
-    port: u16,
-    tuples: &[(&TupleKey, &TupleStats)],
-    per_source: u32,
-    settings: &Settings,
-    params: &ModelParams,
-) -> Destination {
-    let mut states = StateCounts::default();
-    let mut sources = Vec::with_capacity(tuples.len());
-    let mut worst: Option<Assessment> = None;
-    let mut close_rate = 0.0;
-    let mut max_rate = 0.0;
-    let mut eta: Option<f64> = None;
-    for (key, stats) in tuples {
-        for (state, n) in stats.states.iter() {
-            states.add(state, n);
-        }
-        let a = capacity::assess(stats, per_source, settings.tw_reuse_applies(key.src, key.dst), params);
-        close_rate += a.close_rate_per_s;
-        max_rate += a.max_rate_per_s;
-        if let Some(t) = a.exhaustion_eta_s {
-            eta = Some(eta.map_or(t, |e| e.min(t)));
-        }
-        sources.push(SourceUse {
-            addr: key.src.to_string(),
-            in_use: a.in_use,
-            time_wait: a.time_wait,
-            utilization: a.utilization,
-            in_use_ratio: a.in_use_ratio,
-        });
-        let worse = match &worst {
-            None => true,
-            Some(w) => (a.severity, a.utilization) > (w.severity, w.utilization),
-        };
-        if worse {
-            worst = Some(a);
-        }
-    }
-    sources.sort_by(|a, b| b.in_use.cmp(&a.in_use).then_with(|| a.addr.cmp(&b.addr)));
-    let worst = worst.expect("a destination has at least one tuple");
-    Destination {
-        addr: addr.to_string(),
-        port,
-        time_wait: states.get(TcpState::TimeWait),
-        established: states.get(TcpState::Established),
-        in_use: states.total(),
-        available: per_source.saturating_mul(tuples.len() as u32),
-        utilization: worst.utilization,
-        in_use_ratio: sources.iter().map(|s| s.in_use_ratio).fold(0.0, f64::max),
-        tw_reuse: worst.tw_reuse,
-        close_rate_per_s: close_rate,
-        max_rate_per_s: max_rate,
-        exhaustion_eta_s: eta,
-        steady_utilization: worst.steady_utilization,
-        severity: worst.severity,
-        states,
-        sources,
-    }
-}
-
 /// Shows a destination as `addr:port`, bracketing IPv6 like `ss` does.
 pub fn endpoint(addr: &str, port: u16) -> String {
     if addr.contains(':') {
         format!("[{addr}]:{port}")
     } else {
         format!("{addr}:{port}")
-    }
-}
-
-/// The verdict over `destinations`: the worst one named, with its numbers,
-/// where it is heading and the likely cause. `hold_s` is the TIME_WAIT
-/// lifetime the model used.
-pub fn verdict(destinations: &[Destination], settings: &Settings, hold_s: f64) -> Verdict {
-    // The worst destination; among equals, the busiest (the first in order).
-    let Some(worst) = destinations.iter().rev().max_by(|a, b| {
-        (a.severity, a.utilization, a.in_use)
-            .partial_cmp(&(b.severity, b.utilization, b.in_use))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    }) else {
-        return Verdict {
-            severity: Severity::Ok,
-            summary: "OK: no outbound TCP connections, so no source ports in use".to_string(),
-        };
-    };
-    let percent = (worst.utilization * 100.0).round();
-    // While connects fail, only the ones that got a port close and count.
-    let rate_meaning = if worst.exhausted() {
-        " (connections that got a port; the application attempts more)"
-    } else {
-        ""
-    };
-    let usage = format!(
-        "{} uses {percent}% of its {} ports ({} in use, {} TIME_WAIT), closing {}/s{rate_meaning} against {}/s sustainable",
-        worst.endpoint(),
-        thousands(u64::from(worst.available)),
-        thousands(worst.in_use),
-        thousands(worst.time_wait),
-        rate(worst.close_rate_per_s),
-        rate(worst.max_rate_per_s),
-    );
-    if worst.severity == Severity::Ok {
-        return Verdict {
-            severity: Severity::Ok,
-            summary: format!("OK: no destination is short of source ports; busiest {usage}"),
-        };
-    }
-    let outlook = match worst.outlook() {
-        Outlook::Never => String::new(),
-        outlook => format!("; {}", outlook.phrase()),
-    };
-    Verdict {
-        severity: worst.severity,
-        summary: format!(
-            "{}: {usage}{outlook}. Likely cause: {}",
-            worst.severity.name().to_uppercase(),
-            likely_cause(worst, settings, hold_s)
-        ),
-    }
-}
-
-fn likely_cause(d: &Destination, settings: &Settings, hold_s: f64) -> String {
-    let close_wait = d.states.get(TcpState::CloseWait);
-    let syn_sent = d.states.get(TcpState::SynSent);
-    let cause = if d.time_wait * 2 >= d.in_use {
-        format!(
-            "short-lived connections ({} TIME_WAIT vs {} ESTABLISHED): each request opens and closes its own \
-             connection, so a connection pool is bypassed or HTTP keep-alive is off; reuse connections",
-            thousands(d.time_wait),
-            thousands(d.established)
-        )
-    } else if close_wait * 2 >= d.in_use {
-        format!(
-            "{} sockets in CLOSE_WAIT: the peer closed but the application never calls close() (a socket leak)",
-            thousands(close_wait)
-        )
-    } else if syn_sent * 2 >= d.in_use {
-        format!(
-            "{} connects still in SYN_SENT: the destination is slow or unreachable",
-            thousands(syn_sent)
-        )
-    } else {
-        format!(
-            "{} concurrent ESTABLISHED connections: the pool or client opens too many connections to one destination",
-            thousands(d.established)
-        )
-    };
-    let reuse = if d.tw_reuse {
-        format!(
-            " (tcp_tw_reuse={} lets connect() take over TIME_WAIT ports older than {} ms here)",
-            settings.tcp_tw_reuse,
-            thousands(u64::from(settings.reuse_delay_ms()))
-        )
-    } else if d.time_wait > 0 {
-        let why = linux::tw_reuse_off_reason(settings.tcp_tw_reuse, settings.tcp_timestamps)
-            .unwrap_or_else(|| "tcp_tw_reuse does not apply".to_string());
-        format!(" ({why}: TIME_WAIT holds each port for {hold_s:.1} s on this kernel)")
-    } else {
-        String::new()
-    };
-    cause + &reuse
-}
-
-/// Destinations summed into one (the exporter's `dst="other"` series):
-/// counts, budgets and rates add up, utilization is the worst of them, time
-/// to exhaustion the soonest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct DestinationSum {
-    /// How many destinations were summed.
-    pub destinations: usize,
-    /// Their TIME_WAIT sockets.
-    pub time_wait: u64,
-    /// Their ESTABLISHED sockets.
-    pub established: u64,
-    /// Their sockets in any state.
-    pub in_use: u64,
-    /// Their budgets added up.
-    pub available: u64,
-    /// The worst utilization among them.
-    pub utilization: f64,
-    /// Their close rates added up.
-    pub close_rate_per_s: f64,
-    /// Their sustainable rates added up.
-    pub max_rate_per_s: f64,
-    /// The soonest exhaustion among them.
-    pub exhaustion_eta_s: Option<f64>,
-}
-
-impl DestinationSum {
-    /// The sum of `destinations`.
-    pub fn of<'a>(destinations: impl IntoIterator<Item = &'a Destination>) -> DestinationSum {
-        let mut sum = DestinationSum::default();
-        for d in destinations {
-            sum.destinations += 1;
-            sum.time_wait += d.time_wait;
-            sum.established += d.established;
-            sum.in_use += d.in_use;
-            sum.available += u64::from(d.available);
-            sum.utilization = sum.utilization.max(d.utilization);
-            sum.close_rate_per_s += d.close_rate_per_s;
-            sum.max_rate_per_s += d.max_rate_per_s;
-            if let Some(t) = d.exhaustion_eta_s {
-                sum.exhaustion_eta_s = Some(sum.exhaustion_eta_s.map_or(t, |e: f64| e.min(t)));
-            }
-        }
-        sum
-    }
-}
-
-impl Status {
-    /// The `keep` busiest destinations, and the rest summed (`None` when
-    /// nothing is left over): bounded label cardinality for the exporter.
-    pub fn busiest_and_rest(&self, keep: usize) -> (&[Destination], Option<DestinationSum>) {
-        let (top, rest) = self.destinations.split_at(self.destinations.len().min(keep));
-        (top, (!rest.is_empty()).then(|| DestinationSum::of(rest)))
-    }
-}
-
-/// `status --json`: the [`Status`] with the destinations a [`Selection`]
-/// picks. Serialises to the schema documented in the README.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusReport<'a> {
-    /// Everything but the destinations.
-    #[serde(flatten)]
-    pub status: &'a Status,
-    /// Destinations matching `--dest`, before the `--top` cut.
-    pub destinations_total: usize,
-    /// The selected destinations, busiest first.
-    pub destinations: Vec<&'a Destination>,
-    /// The verdict over the destinations matching `--dest` (the namespace's
-    /// own verdict without it).
-    pub verdict: Verdict,
-}
-
-impl Status {
-    /// The destinations `selection` picks, busiest first, and how many
-    /// matched before the `--top` cut.
-    pub fn selected(&self, selection: &Selection) -> (Vec<&Destination>, usize) {
-        let matching: Vec<&Destination> = self
-            .destinations
-            .iter()
-            .filter(|d| {
-                selection
-                    .dest
-                    .is_none_or(|f| d.addr.parse().is_ok_and(|addr: IpAddr| f.matches(addr, d.port)))
-            })
-            .collect();
-        let total = matching.len();
-        let shown = if selection.top == 0 {
-            matching
-        } else {
-            matching.into_iter().take(selection.top).collect()
-        };
-        (shown, total)
-    }
-
-    /// The report a view renders for `selection`.
-    pub fn report(&self, selection: &Selection) -> StatusReport<'_> {
-        let (destinations, destinations_total) = self.selected(selection);
-        let verdict = match selection.dest {
-            None => self.verdict.clone(),
-            Some(_) => {
-                let matching: Vec<Destination> = self
-                    .selected(&Selection { top: 0, ..*selection })
-                    .0
-                    .into_iter()
-                    .cloned()
-                    .collect();
-                verdict(&matching, &self.settings, self.time_wait_lifetime.mean_s)
-            }
-        };
-        StatusReport {
-            status: self,
-            destinations_total,
-            destinations,
-            verdict,
-        }
     }
 }
 
