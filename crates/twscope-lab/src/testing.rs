@@ -7,6 +7,7 @@
 //! (`twscope-lab = { workspace = true, features = ["testing"] }`): these
 //! helpers panic by design and have no place in the product binary.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Whether every test must run (`TWSCOPE_REQUIRE_ALL=1`).
@@ -54,4 +55,32 @@ pub fn require_tools(test: &str, tools: &[&str]) -> bool {
         ),
         None => true,
     }
+}
+
+/// A throwaway self-signed certificate for 127.0.0.1 (`tls.crt`, `tls.key` in
+/// `dir`), made with `openssl`; panics if it cannot be.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use twscope_lab::testing::{require_tools, skip};
+use twscope_lab::testing::{require_tools, self_signed_cert, skip};
 
 /// A `twscope serve` child, killed by PID on drop.
 struct Server {
@@ -408,26 +408,7 @@ fn a_half_sent_tls_handshake_is_closed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    self_signed_cert(dir.path());
     let config = dir.path().join("web.yml");
     std::fs::write(
         &config,

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use twscope_lab::testing::{require_tools, skip};
+use twscope_lab::testing::{require_tools, self_signed_cert, skip};
 use twscope_lab::{churn, require_root, ChurnOptions, Netns, Server};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -256,32 +256,6 @@ fn concurrent_scrapes_share_one_dump() {
     }
 }
 
-fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (cert, key)
-}
-
 #[test]
 fn tls_and_basic_auth() {
     if !require_tools("tls_and_basic_auth", &["curl", "openssl"]) {
@@ -289,7 +263,7 @@ fn tls_and_basic_auth() {
     }
     let dir = std::env::temp_dir().join(format!("twscope-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, _) = openssl_cert(&dir);
+    let (cert, _) = self_signed_cert(&dir);
     let hash = bcrypt::hash("s3cret", 6).unwrap();
     let web = dir.join("web.yml");
     std::fs::write(&web, format!("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
