@@ -1,27 +1,14 @@
 //! The command line as a new user meets it: help, bad input, privileges.
 //! These run the real binary against the real kernel of this host.
 
-use std::process::{Command, Output};
+use std::process::{Output, Stdio};
 
-fn twscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::util::{json_output, refused, stderr, stdout, twscope, twscope_command};
 
 /// One line on stderr, exit 3, no panic or backtrace.
 fn assert_clean_error(out: &Output, mentions: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(3), "exit code for {err:?}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
+    let err = refused(out, &[mentions]);
     assert!(err.starts_with("twscope: error: "), "{err:?}");
-    assert!(err.contains(mentions), "{err:?} should mention {mentions:?}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err:?}");
     assert!(out.stdout.is_empty(), "nothing on stdout after an error");
 }
@@ -31,7 +18,7 @@ fn help_explains_every_status_option() {
     for args in [&["--help"][..], &["status", "--help"][..]] {
         let out = twscope(args);
         assert_eq!(out.status.code(), Some(0));
-        let help = String::from_utf8(out.stdout).unwrap();
+        let help = stdout(&out);
         for option in [
             "--json",
             "--top",
@@ -47,7 +34,7 @@ fn help_explains_every_status_option() {
     }
     let out = twscope(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("twscope "));
+    assert!(stdout(&out).starts_with("twscope "));
 }
 
 #[test]
@@ -75,9 +62,7 @@ fn an_unknown_namespace_says_how_to_find_one() {
 
 #[test]
 fn the_default_command_is_status_and_exit_code_follows_the_verdict() {
-    let out = twscope(&["--json", "--top", "0"]);
-    let code = out.status.code().unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let (json, code) = json_output(&twscope(&["--json", "--top", "0"]));
     let expected = match json["verdict"]["severity"].as_str().unwrap() {
         "ok" => 0,
         "warning" => 1,
@@ -86,16 +71,14 @@ fn the_default_command_is_status_and_exit_code_follows_the_verdict() {
     };
     assert_eq!(code, expected);
     assert_eq!(json["states"].as_object().unwrap().len(), 11);
-    let text = twscope(&[]);
-    let text = String::from_utf8(text.stdout).unwrap();
+    let text = stdout(&twscope(&[]));
     assert!(text.starts_with("twscope status · host "), "{text}");
     assert!(!text.contains('\x1b'), "NO_COLOR must give plain text");
 }
 
 #[test]
 fn a_closed_pipe_is_not_an_error() {
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twscope"))
+    let mut child = twscope_command()
         .args(["--json", "--top", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -126,8 +109,7 @@ fn plan(args: &[&str]) -> (serde_json::Value, i32) {
         ]
         .concat(),
     );
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
-    (json, out.status.code().unwrap())
+    json_output(&out)
 }
 
 #[test]
@@ -199,7 +181,7 @@ fn plan_refuses_absurd_numbers_in_one_line() {
 
 #[test]
 fn plan_text_and_errors() {
-    let out = twscope(&[
+    let text = stdout(&twscope(&[
         "plan",
         "--rate",
         "500",
@@ -209,8 +191,7 @@ fn plan_text_and_errors() {
         "",
         "--tw-reuse",
         "off",
-    ]);
-    let text = String::from_utf8(out.stdout).unwrap();
+    ]));
     assert!(
         text.contains("30,000") && text.contains("28,232") && text.contains("56 s"),
         "{text}"
@@ -221,7 +202,7 @@ fn plan_text_and_errors() {
     assert_clean_error(&twscope(&["plan", "--rate", "5", "--range", "9000-8000"]), "LOW-HIGH");
     assert_clean_error(&twscope(&["plan", "--rate", "-5"]), "rate");
     assert_clean_error(&twscope(&["plan", "--rate", "5", "--reserved", "80-x"]), "not a port");
-    let help = String::from_utf8(twscope(&["plan", "--help"]).stdout).unwrap();
+    let help = stdout(&twscope(&["plan", "--help"]));
     for option in [
         "--rate",
         "--rps",
@@ -238,7 +219,7 @@ fn plan_text_and_errors() {
     ] {
         assert!(help.contains(option), "plan help lacks {option}");
     }
-    let help = String::from_utf8(twscope(&["lab", "--help"]).stdout).unwrap();
+    let help = stdout(&twscope(&["lab", "--help"]));
     for option in [
         "--mode",
         "--fix",

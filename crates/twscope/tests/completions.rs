@@ -1,25 +1,19 @@
 //! `twscope completions SHELL` and `twscope man`, as a packager runs them:
 //! the real binary, its stdout written to a file and used by the real shell.
 
-use std::process::{Command, Output};
+use std::process::Command;
+
+use crate::util::{refused, stderr, stdout, twscope};
 
 const COMMANDS: [&str; 8] = ["status", "doctor", "tune", "serve", "plan", "lab", "completions", "man"];
-
-fn twscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 /// Exit 0, nothing on stderr, and stdout as text.
 fn stdout_of(args: &[&str]) -> String {
     let out = twscope(args);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "twscope {args:?}: {err}");
     assert!(err.is_empty(), "twscope {args:?} wrote to stderr: {err}");
-    String::from_utf8(out.stdout).unwrap()
+    stdout(&out)
 }
 
 #[test]
@@ -51,15 +45,11 @@ fn zsh_fish_elvish_and_powershell_get_their_own_script() {
 #[test]
 fn an_unknown_shell_is_one_line_and_exit_3() {
     let out = twscope(&["completions", "tcsh"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
-    assert!(err.starts_with("twscope: error: ") && err.contains("tcsh"), "{err}");
+    let err = refused(&out, &["tcsh"]);
+    assert!(err.starts_with("twscope: error: "), "{err}");
     assert!(out.stdout.is_empty());
     // No shell at all: the same.
-    let out = twscope(&["completions"]);
-    assert_eq!(out.status.code(), Some(3));
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    refused(&twscope(&["completions"]), &[]);
 }
 
 #[test]
@@ -90,16 +80,12 @@ fn bash_loads_the_completion() {
         .arg(&script)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bash: {}{text}", stderr(&out));
+    assert!(text.contains("complete") && text.contains("twscope"), "{text}");
     assert!(
-        out.status.success(),
-        "bash: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("complete") && stdout.contains("twscope"), "{stdout}");
-    assert!(
-        stdout.lines().any(|l| l == "status"),
-        "`twscope st<TAB>` should offer status: {stdout}"
+        text.lines().any(|l| l == "status"),
+        "`twscope st<TAB>` should offer status: {text}"
     );
 }
 
@@ -161,17 +147,7 @@ fn man_renders_when_a_formatter_is_installed() {
             text.push(c);
         }
     }
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        formatter.0,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{} warns: {}",
-        formatter.0,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}: {}", formatter.0, stderr(&out));
+    assert!(out.stderr.is_empty(), "{} warns: {}", formatter.0, stderr(&out));
     assert!(text.contains("COMMANDS") && text.contains("twscope doctor"), "{text}");
 }

@@ -6,25 +6,21 @@
 //! `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure.
 
 use std::net::SocketAddr;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 use twscope_lab::{churn, hold, require_root, ChurnOptions, Netns, Server};
 
-fn twscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use crate::util::{as_nobody, heavy, json_of, netns_with_ports, refused, stdout, twscope};
 
-fn json_of(args: &[&str]) -> (Value, i32) {
-    let out = twscope(args);
-    let code = out.status.code().unwrap();
-    assert!(code <= 2, "twscope {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_slice(&out.stdout).expect("JSON"), code)
+/// The finding `id` of a doctor report.
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {report:#}"))
 }
 
 fn ids(report: &Value) -> Vec<String> {
@@ -51,9 +47,9 @@ fn doctor_finds_a_sick_namespace_and_tune_cures_it() {
     if !require_root("doctor_finds_a_sick_namespace_and_tune_cures_it") {
         return;
     }
-    let ns = Netns::new("doctor").unwrap();
+    let _heavy = heavy(); // 700 connections as fast as they go
+    let ns = netns_with_ports("doctor", "40000 40999");
     ns.add_address("198.18.0.1/32").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
     ns.set_sysctl("net.ipv4.ip_local_reserved_ports", "40000-40199")
         .unwrap();
     // Netns::new leaves tcp_tw_reuse=0.
@@ -90,21 +86,11 @@ fn doctor_finds_a_sick_namespace_and_tune_cures_it() {
             "tw-reuse-off"
         ]
     );
-    let pressure = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "destination-pressure")
-        .unwrap();
+    let pressure = finding(&report, "destination-pressure");
     assert_eq!(pressure["severity"], "critical");
     assert_eq!(pressure["evidence"]["in_use"], 700);
     assert_eq!(pressure["evidence"]["available"], 799); // 1,000 − 200 reserved − the listener
-    let listener = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "listeners-in-range")
-        .unwrap();
+    let listener = finding(&report, "listeners-in-range");
     assert_eq!(listener["evidence"]["port"], 40500);
 
     // JSON carries every remedy, typed kinds as strings: the sysctl forms and
@@ -129,12 +115,7 @@ fn doctor_finds_a_sick_namespace_and_tune_cures_it() {
         ]
     );
     // tw-reuse-off names every destination its evidence counts.
-    let reuse = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "tw-reuse-off")
-        .unwrap();
+    let reuse = finding(&report, "tw-reuse-off");
     assert_eq!(reuse["evidence"]["destinations_under_pressure"], 1);
     assert_eq!(
         reuse["evidence"]["destinations"],
@@ -145,12 +126,7 @@ fn doctor_finds_a_sick_namespace_and_tune_cures_it() {
         "tcp_tw_reuse=0 while 198.18.0.1:7000 is short of source ports"
     );
     // The range's ceiling in prose is the model's: 799 ports over the hold time.
-    let narrow = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "port-range-narrow")
-        .unwrap();
+    let narrow = finding(&report, "port-range-narrow");
     let ceiling = narrow["evidence"]["max_rate_per_s"].as_f64().unwrap();
     assert!(
         (ceiling - pressure["evidence"]["max_rate_per_s"].as_f64().unwrap()).abs() < 0.06,
@@ -166,7 +142,7 @@ fn doctor_finds_a_sick_namespace_and_tune_cures_it() {
 
     // The text form, grouped like the TIME_WAIT checklist: findings first,
     // the application snippets behind --remedies.
-    let text = String::from_utf8(twscope(&["doctor", "--netns", ns.name()]).stdout).unwrap();
+    let text = stdout(&twscope(&["doctor", "--netns", ns.name()]));
     for heading in [
         "Diagnosis",
         "Application fixes",
@@ -185,7 +161,7 @@ fn doctor_finds_a_sick_namespace_and_tune_cures_it() {
         Some("Connection-reuse snippets for Java, Go, Python, Node.js and Rust: twscope doctor --remedies"),
         "{text}"
     );
-    let full = String::from_utf8(twscope(&["doctor", "--remedies", "--netns", ns.name()]).stdout).unwrap();
+    let full = stdout(&twscope(&["doctor", "--remedies", "--netns", ns.name()]));
     assert!(full.contains("How to reuse connections"), "{full}");
     assert!(
         full.contains("session.mount(\"https://\", adapter)") && full.contains("psycopg_pool"),
@@ -247,7 +223,7 @@ fn doctor_finds_a_sick_namespace_and_tune_cures_it() {
     }
     let (again, _) = json_of(&["tune", "--json", "--netns", ns.name()]);
     assert_eq!(again["changes"].as_array().unwrap().len(), 0, "{again:#}");
-    let text = String::from_utf8(twscope(&["tune", "--netns", ns.name()]).stdout).unwrap();
+    let text = stdout(&twscope(&["tune", "--netns", ns.name()]));
     assert!(text.contains("Nothing to change"), "{text}");
     drop(servers);
 }
@@ -295,8 +271,7 @@ fn tune_persists_atomically_and_needs_root_to_apply() {
     if !require_root("tune_persists_atomically_and_needs_root_to_apply") {
         return;
     }
-    let ns = Netns::new("persist").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
+    let ns = netns_with_ports("persist", "40000 40999");
     let dir = std::env::temp_dir().join(format!("twscope-persist-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("90-twscope.conf");
@@ -317,40 +292,25 @@ fn tune_persists_atomically_and_needs_root_to_apply() {
         "a temporary file was left behind"
     );
     // The same in Kubernetes terms.
-    let k8s = String::from_utf8(twscope(&["tune", "--k8s", "--netns", ns.name()]).stdout).unwrap();
+    let k8s = stdout(&twscope(&["tune", "--k8s", "--netns", ns.name()]));
     assert!(
         k8s.contains("- name: net.ipv4.ip_local_port_range\n      value: \"1024 65535\""),
         "{k8s}"
     );
     // A directory that does not exist: one clear line, exit 3, nothing written.
-    let out = twscope(&["tune", "--persist", "/nonexistent/dir/x.conf", "--netns", ns.name()]);
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("/nonexistent/dir/x.conf") && err.lines().count() == 1,
-        "{err}"
+    refused(
+        &twscope(&["tune", "--persist", "/nonexistent/dir/x.conf", "--netns", ns.name()]),
+        &["/nonexistent/dir/x.conf"],
     );
     std::fs::remove_dir_all(&dir).unwrap();
 
     // --apply without CAP_NET_ADMIN: a non-root user who may enter the
     // namespace (CAP_SYS_ADMIN) but not write its sysctls gets one clear line.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=+sys_admin",
-            "--ambient-caps=+sys_admin",
-        ])
-        .args([env!("CARGO_BIN_EXE_twscope"), "tune", "--apply", "--netns", ns.name()])
+    let out = as_nobody(&["--inh-caps=+sys_admin", "--ambient-caps=+sys_admin"])
+        .args(["tune", "--apply", "--netns", ns.name()])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(
-        err.contains("needs root (CAP_NET_ADMIN") && err.lines().count() == 1,
-        "{err}"
-    );
+    refused(&out, &["needs root (CAP_NET_ADMIN"]);
     assert_eq!(
         ns.sysctl("net.ipv4.ip_local_port_range")
             .unwrap()

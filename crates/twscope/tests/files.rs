@@ -10,10 +10,11 @@
 use std::ffi::CString;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use twscope_lab::{require_root, Netns};
+
+use crate::util::{mkfifo, netns_with_ports, output_within, refused, stderr, twscope_command};
 
 /// A directory of its own under the system temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -37,54 +38,16 @@ impl Drop for TempDir {
     }
 }
 
-fn c_path(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
-}
-
-fn mkfifo(path: &Path) {
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(
-        unsafe { libc::mkfifo(c_path(path).as_ptr(), 0o600) },
-        0,
-        "mkfifo {}",
-        path.display()
-    );
-}
-
 /// `twscope ARGS…`, killed after `limit`: a regression that blocks fails the
 /// test instead of hanging it.
-fn twscope_within(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("twscope {args:?} still running after {limit:?}: it blocked");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+fn twscope_within(args: &[&str], limit: Duration) -> std::process::Output {
+    output_within(twscope_command().args(args), limit)
 }
 
 /// Runs `twscope ARGS…`, expects exit 3 and one line on stderr holding every
 /// one of `mentions`; returns the line.
-fn refused(args: &[&str], mentions: &[&str]) -> String {
-    let out = twscope_within(args, Duration::from_secs(10));
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(3), "twscope {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "twscope {args:?}: {err}");
-    for m in mentions {
-        assert!(err.contains(m), "twscope {args:?}: {err:?} should mention {m:?}");
-    }
-    err
+fn refused_within(args: &[&str], mentions: &[&str]) -> String {
+    refused(&twscope_within(args, Duration::from_secs(10)), mentions)
 }
 
 #[test]
@@ -95,7 +58,7 @@ fn a_fifo_as_netns_is_refused_at_once() {
     let path = fifo.to_str().unwrap();
     for command in ["status", "doctor", "tune"] {
         let started = Instant::now();
-        refused(
+        refused_within(
             &[command, "--netns", path],
             &[&format!("{path} is a FIFO, not a network namespace file")],
         );
@@ -111,16 +74,16 @@ fn a_fifo_as_netns_is_refused_at_once() {
 #[test]
 fn devices_and_directories_as_netns_are_refused() {
     let dir = TempDir::new("netns-other");
-    refused(
+    refused_within(
         &["status", "--netns", "/dev/zero"],
         &["/dev/zero is a character device, not a network namespace file"],
     );
     let path = dir.0.to_str().unwrap();
-    refused(
+    refused_within(
         &["status", "--netns", path],
         &[&format!("{path} is a directory, not a network namespace file")],
     );
-    refused(
+    refused_within(
         &["status", "--netns", "/proc/self/ns/mnt"],
         &["is a mount namespace, not a network namespace file"],
     );
@@ -143,7 +106,7 @@ fn a_stale_named_namespace_says_how_to_remove_it() {
         }
     }
     let _remove = Remove(&path);
-    refused(
+    refused_within(
         &["status", "--netns", &name],
         &[
             "is a regular file, not a network namespace file",
@@ -154,16 +117,15 @@ fn a_stale_named_namespace_says_how_to_remove_it() {
 
 /// A namespace whose port range `tune` wants widened, so `--persist` writes.
 fn namespace_to_tune() -> Netns {
-    let ns = Netns::new("files").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
-    ns
+    netns_with_ports("files", "40000 40999")
 }
 
 /// Whether `mknod` of a character device works here (root, and no seccomp
 /// or container rule against it); makes `path` if so.
 fn mknod_null(path: &Path) -> bool {
+    let path = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path; major 1 minor 3 is /dev/null's.
-    unsafe { libc::mknod(c_path(path).as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) == 0 }
+    unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) == 0 }
 }
 
 #[test]
@@ -175,7 +137,7 @@ fn tune_persist_refuses_special_files_and_leaves_them_alone() {
     let dir = TempDir::new("persist-special");
     let tune = |path: &Path, mentions: &[&str]| {
         let path = path.to_str().unwrap();
-        let line = refused(&["tune", "--persist", path, "--netns", ns.name()], mentions);
+        let line = refused_within(&["tune", "--persist", path, "--netns", ns.name()], mentions);
         assert!(line.contains(path) && line.contains("/etc/sysctl.d/"), "{line}");
     };
 
@@ -247,7 +209,7 @@ fn tune_persist_writes_through_a_link_to_a_regular_file() {
         &["tune", "--persist", link.to_str().unwrap(), "--netns", ns.name()],
         Duration::from_secs(20),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
         "the link was replaced by a file"

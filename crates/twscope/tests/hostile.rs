@@ -13,85 +13,19 @@
 //! - an unknown user costs what a wrong password for the costliest hash costs.
 //! - weak or broken web configs, FIFOs and devices refused at start.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use twscope_lab::testing::{require_tools, self_signed_cert, skip};
 
-/// A `twscope serve` child, killed by PID on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Vec<String>,
-}
+use crate::util::{heavy, http_get as get, mkfifo, refused, samples, serve_with_config, stderr, Serve};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// `twscope serve --listen 127.0.0.1:0 ARGS`, with the open-file limit
-    /// set to `nofile` (soft and hard) when given.
-    fn start(args: &[&str], nofile: Option<u64>) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_twscope"));
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(n) = nofile {
-            // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut child = command.spawn().unwrap();
-        let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let mut stderr = Vec::new();
-        for _ in 0..2 {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            stderr.push(line);
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let addr = stderr[0]
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("no address in {stderr:?}"))
-            .parse()
-            .unwrap();
-        Server { child, addr, stderr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
+/// What /proc says of a `twscope serve` child.
+impl Serve {
     /// A field of /proc/PID/status, as a number (`VmRSS` in kB, `Threads`).
     fn status_field(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
@@ -113,9 +47,7 @@ impl Server {
 
 /// The value of an unlabelled sample in a text-format body (NaN when absent).
 fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .map_or(f64::NAN, |v| v.trim().parse().unwrap())
+    samples(body, name).get("").copied().unwrap_or(f64::NAN)
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -125,59 +57,28 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-/// One `GET path` on a new connection → (status, body, how long it took);
-/// status 0 when no HTTP answer came within `timeout`.
-fn get(addr: SocketAddr, path: &str, authorization: Option<&str>, timeout: Duration) -> (u16, String, Duration) {
-    let started = Instant::now();
-    let attempt = || -> std::io::Result<(u16, String)> {
-        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let auth = authorization
-            .map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: twscope\r\n{auth}Connection: close\r\n\r\n"
-        )?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer)?;
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
-    };
-    let (status, body) = attempt().unwrap_or((0, String::new()));
-    (status, body, started.elapsed())
-}
-
-/// A web config in a fresh directory with the users given (name, password, cost).
-fn web_config(tag: &str, users: &[(&str, &str, u32)], extra: &str) -> (tempfile::TempDir, PathBuf) {
+/// `twscope serve ARGS…` with a web config, in a fresh directory, that holds
+/// the users given (name, password, bcrypt cost), and the open-file limit at
+/// `nofile` when given. The directory lives as long as the returned handle.
+fn serve_with_users(
+    tag: &str,
+    users: &[(&str, &str, u32)],
+    args: &[&str],
+    nofile: Option<u64>,
+) -> (tempfile::TempDir, Serve) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("twscope-{tag}-"))
         .tempdir()
         .unwrap();
-    let mut text = String::from(extra);
-    if !users.is_empty() {
-        text.push_str("basic_auth_users:\n");
-        for (user, password, cost) in users {
-            text.push_str(&format!("  {user}: '{}'\n", bcrypt::hash(password, *cost).unwrap()));
-        }
+    let mut text = String::from("basic_auth_users:\n");
+    for (user, password, cost) in users {
+        text.push_str(&format!("  {user}: '{}'\n", bcrypt::hash(password, *cost).unwrap()));
     }
     let path = dir.path().join("web.yml");
     std::fs::write(&path, text).unwrap();
-    (dir, path)
-}
-
-/// The CPU-heavy attacks run one at a time, so one's load does not skew
-/// another's timing.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+    let config = ["--web.config.file", path.to_str().unwrap()];
+    let server = Serve::start_limited(&[&config[..], args].concat(), nofile);
+    (dir, server)
 }
 
 fn is_root() -> bool {
@@ -246,9 +147,8 @@ fn oversized_authorization_headers_leave_memory_bounded() {
         return;
     }
     let _heavy = heavy();
-    let (_dir, config) = web_config("flood", &[("prometheus", "s3cret", 4)], "");
     let cgroup = MemoryCgroup::new(64 << 20);
-    let mut server = Server::start(&["--web.config.file", config.to_str().unwrap()], None);
+    let (_dir, mut server) = serve_with_users("flood", &[("prometheus", "s3cret", 4)], &[], None);
     cgroup.add(server.pid());
     let addr = server.addr;
     // 2,000 requests, 16 at a time, each with a distinct ~400 KB header.
@@ -296,15 +196,13 @@ fn oversized_authorization_headers_leave_memory_bounded() {
 fn idle_connections_at_the_descriptor_limit_leave_scrapes_answering() {
     let _heavy = heavy();
     const TEST: &str = "idle_connections_at_the_descriptor_limit_leave_scrapes_answering";
-    let (_dir, config) = web_config("idle", &[("prometheus", "s3cret", 4)], "");
     // Ask for more connections than descriptors allow: the limit must win.
-    let args = [
-        "--web.config.file",
-        config.to_str().unwrap(),
-        "--web.max-connections",
-        "5000",
-    ];
-    let server = Server::start(&args, Some(1024));
+    let (_dir, server) = serve_with_users(
+        "idle",
+        &[("prometheus", "s3cret", 4)],
+        &["--web.max-connections", "5000"],
+        Some(1024),
+    );
     assert!(
         server.stderr[1].contains("at most 960 connections (open-file limit 1024)"),
         "{:?}",
@@ -371,7 +269,8 @@ fn closed_after(addr: SocketAddr, prefix: &[u8], wait: Duration) -> Option<Durat
 
 #[test]
 fn slow_silent_and_idle_connections_are_closed() {
-    let server = Server::start(&["--web.header-timeout", "1", "--web.idle-timeout", "2"], None);
+    let _heavy = heavy(); // the timeouts are measured
+    let server = Serve::start(&["--web.header-timeout", "1", "--web.idle-timeout", "2"]);
     let wait = Duration::from_secs(8);
     let partial = closed_after(server.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n", wait);
     assert!(
@@ -394,7 +293,7 @@ fn slow_silent_and_idle_connections_are_closed() {
 
     // With the defaults, a half-sent request is cut at the 10 s head timeout,
     // well before the 2 minutes it used to hold.
-    let defaults = Server::start(&[], None);
+    let defaults = Serve::start(&[]);
     let partial = closed_after(defaults.addr, b"GET / HTTP/1.1\r\n", Duration::from_secs(20));
     assert!(
         partial.is_some_and(|t| t >= Duration::from_secs(9) && t < Duration::from_secs(13)),
@@ -407,6 +306,7 @@ fn a_half_sent_tls_handshake_is_closed() {
     if !require_tools("a_half_sent_tls_handshake_is_closed", &["openssl"]) {
         return;
     }
+    let _heavy = heavy(); // the timeout is measured
     let dir = tempfile::tempdir().unwrap();
     self_signed_cert(dir.path());
     let config = dir.path().join("web.yml");
@@ -415,15 +315,12 @@ fn a_half_sent_tls_handshake_is_closed() {
         "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n",
     )
     .unwrap();
-    let server = Server::start(
-        &[
-            "--web.config.file",
-            config.to_str().unwrap(),
-            "--web.header-timeout",
-            "1",
-        ],
-        None,
-    );
+    let server = Serve::start(&[
+        "--web.config.file",
+        config.to_str().unwrap(),
+        "--web.header-timeout",
+        "1",
+    ]);
     // The first bytes of a ClientHello record: handshake, TLS 1.0 record
     // version, a 512-byte length of which nothing more ever comes.
     let closed = closed_after(
@@ -440,8 +337,7 @@ fn a_half_sent_tls_handshake_is_closed() {
 #[test]
 fn password_guessing_floods_do_not_starve_honest_scrapes() {
     let _heavy = heavy();
-    let (_dir, config) = web_config("guess", &[("prometheus", "s3cret", 10)], "");
-    let server = Server::start(&["--web.config.file", config.to_str().unwrap()], None);
+    let (_dir, server) = serve_with_users("guess", &[("prometheus", "s3cret", 10)], &[], None);
     let addr = server.addr;
     let honest = basic("prometheus", "s3cret");
     assert_eq!(
@@ -491,8 +387,7 @@ fn password_guessing_floods_do_not_starve_honest_scrapes() {
 #[test]
 fn unknown_users_take_as_long_as_wrong_passwords() {
     let _heavy = heavy();
-    let (_dir, config) = web_config("timing", &[("cheap", "a", 4), ("dear", "b", 12)], "");
-    let server = Server::start(&["--web.config.file", config.to_str().unwrap()], None);
+    let (_dir, server) = serve_with_users("timing", &[("cheap", "a", 4), ("dear", "b", 12)], &[], None);
     // Interleaved, so whatever else the machine does weighs on both alike.
     let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
     for i in 0..9 {
@@ -517,32 +412,6 @@ fn unknown_users_take_as_long_as_wrong_passwords() {
     );
 }
 
-/// `twscope serve --web.config.file PATH` → (exit code, stderr), under a time
-/// limit so a regression (a hang) fails instead of blocking the suite.
-fn serve_refuses(path: &Path) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--web.config.file"])
-        .arg(path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            return (status.code().unwrap_or(-1), stderr);
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve --web.config.file {} still running after 10 s", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn weak_or_special_web_configs_are_refused_at_start() {
     let hash = bcrypt::hash("x", 4).unwrap();
@@ -565,10 +434,7 @@ fn weak_or_special_web_configs_are_refused_at_start() {
     for (name, text, mentions) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        let (code, stderr) = serve_refuses(&path);
-        assert_eq!(code, 3, "{name}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
-        assert!(stderr.contains(mentions) && stderr.contains(name), "{name}: {stderr}");
+        refused(&serve_with_config(&path), &[mentions, name]);
     }
     // A secret-looking file is named, never echoed.
     let passwd = dir.path().join("passwd");
@@ -577,21 +443,25 @@ fn weak_or_special_web_configs_are_refused_at_start() {
         "root:x:0:0:root:/root:/bin/bash\nsvc:$6$salt$hashhash:1000:1000::/home/svc:/bin/sh\n",
     )
     .unwrap();
-    let (code, stderr) = serve_refuses(&passwd);
-    assert_eq!(code, 3);
+    let (code, stderr) = refusal(&passwd);
+    assert_eq!(code, Some(3));
     assert!(
         stderr.contains("passwd") && !stderr.contains("root:") && !stderr.contains("$6$"),
         "{stderr}"
     );
     // Devices and FIFOs are refused without reading or waiting.
-    let (code, stderr) = serve_refuses(Path::new("/dev/zero"));
-    assert_eq!(code, 3);
+    let (code, stderr) = refusal(Path::new("/dev/zero"));
+    assert_eq!(code, Some(3));
     assert!(stderr.contains("character device"), "{stderr}");
     let fifo = dir.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let (code, stderr) = serve_refuses(&fifo);
-    assert_eq!(code, 3);
+    mkfifo(&fifo);
+    let (code, stderr) = refusal(&fifo);
+    assert_eq!(code, Some(3));
     assert!(stderr.contains("FIFO"), "{stderr}");
+}
+
+/// `twscope serve --web.config.file PATH` → (exit code, stderr).
+fn refusal(path: &Path) -> (Option<i32>, String) {
+    let out = serve_with_config(path);
+    (out.status.code(), stderr(&out))
 }

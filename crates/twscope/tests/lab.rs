@@ -5,16 +5,22 @@
 //! Needs root and iproute2; skips with a reason otherwise, unless
 //! `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure.
 
-use std::process::{Child, Command, Stdio};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use twscope_lab::netns::NETNS_DIR;
 use twscope_lab::{require_root, Netns, NetnsName};
+
+use crate::util::{heavy, json_output, poll, refused, stderr, stdout, twscope, twscope_command};
 
 /// Every `twscope lab` run first removes the namespaces of killed runs, so a
 /// test that kills one and looks at what it left runs alone: it takes this
-/// for writing, every other run of the binary for reading.
+/// for writing, every other run of the binary for reading. (The tests that
+/// run labs also take `util::heavy()`, always before this lock.)
 static KILLING: RwLock<()> = RwLock::new(());
 
 fn shared() -> RwLockReadGuard<'static, ()> {
@@ -28,19 +34,7 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
 /// Runs `twscope lab --json ARGS…` and returns its report and exit code.
 fn lab(args: &[&str]) -> (Value, i32) {
     let _running = shared();
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .arg("lab")
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap();
-    assert!(
-        code <= 2,
-        "twscope lab {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("twscope lab printed JSON");
+    let (report, code) = json_output(&twscope(&[&["lab", "--json"][..], args].concat()));
     for key in [
         "mode",
         "rate",
@@ -65,33 +59,25 @@ fn u64_of(v: &Value) -> u64 {
 
 /// No namespace of ours is left behind.
 fn assert_cleaned_up() {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let pid_free = String::from_utf8_lossy(&out.stdout);
+    let names = netns_list();
     // Other tests run concurrently: only a lab namespace of a finished run counts.
     assert!(
-        !pid_free
-            .lines()
-            .any(|l| l.starts_with("twscope-lab-") && !is_running(l)),
-        "left behind:\n{pid_free}"
+        !names.iter().any(|n| n.starts_with("twscope-lab-") && !is_running(n)),
+        "left behind:\n{names:?}"
     );
 }
 
-/// Whether the process that named namespace `line`
+/// Whether the process that named namespace `name`
 /// (twscope-lab-ROLE-PID-START-N) runs.
-fn is_running(line: &str) -> bool {
-    let name = line.split_whitespace().next().unwrap_or("");
+fn is_running(name: &str) -> bool {
     NetnsName::parse(name).is_some_and(|n| n.owner_alive())
 }
 
 /// The names `ip netns list` shows.
 fn netns_list() -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip netns list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    assert!(out.status.success(), "ip netns list: {}", stderr(&out));
+    stdout(&out)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
@@ -101,27 +87,30 @@ fn netns_list() -> Vec<String> {
 /// Starts `twscope lab` (text output, discarded) and waits until both of its
 /// namespaces exist; returns the process and their names.
 fn start_lab(args: &[&str]) -> (Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twscope"))
+    let mut child = twscope_command()
         .arg("lab")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let appeared = poll(Duration::from_secs(15), Duration::from_millis(20), || {
         let mut ours: Vec<String> = netns_list()
             .into_iter()
             .filter(|name| NetnsName::parse(name).is_some_and(|n| n.pid == child.id() && n.tag.starts_with("lab-")))
             .collect();
         if ours.len() == 2 {
             ours.sort();
-            return (child, ours);
+            return Some(ours);
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("twscope lab exited ({status}) before its namespaces appeared");
         }
-        if Instant::now() > deadline {
+        None
+    });
+    match appeared {
+        Some(ours) => (child, ours),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
@@ -129,7 +118,6 @@ fn start_lab(args: &[&str]) -> (Child, Vec<String>) {
                 netns_list()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -149,11 +137,7 @@ struct Foreign(String);
 impl Foreign {
     fn new(name: String) -> Foreign {
         let out = Command::new("ip").args(["netns", "add", &name]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "ip netns add {name}: {}", stderr(&out));
         Foreign(name)
     }
 }
@@ -175,7 +159,37 @@ fn killed_run_and_bystanders(test: &str) -> (Vec<String>, Netns, Foreign) {
     for name in &killed {
         assert!(after.contains(name), "{name} vanished without a cleanup: {after:?}");
     }
+    let settled = poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        killed.iter().all(|name| settled(name)).then_some(())
+    });
+    assert!(settled.is_some(), "{killed:?} still in use 10 s after the kill");
     (killed, alive, foreign)
+}
+
+/// Whether the namespace `name` is as a killed lab leaves it for good: the
+/// `ip netns add` that makes it has mounted it (an nsfs file, no longer the
+/// empty file it starts as) and no process is inside it. The commands a lab
+/// runs (`ip netns add`, `ip -n …`) outlive a `kill -9` of the lab for a
+/// moment, and a namespace a process is inside is, by design, no leftover.
+fn settled(name: &str) -> bool {
+    let Ok(ns) = std::fs::metadata(Path::new(NETNS_DIR).join(name)) else {
+        return false;
+    };
+    if ns.dev() != std::fs::metadata("/proc/self/ns/net").unwrap().dev() {
+        return false;
+    }
+    let inside =
+        |task: &Path| std::fs::metadata(task.join("ns/net")).is_ok_and(|m| (m.dev(), m.ino()) == (ns.dev(), ns.ino()));
+    let tasks = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .flat_map(|p| std::fs::read_dir(p.path().join("task")).into_iter().flatten().flatten());
+    !tasks.map(|t| t.path()).any(|t| inside(&t))
 }
 
 fn assert_bystanders_untouched(alive: &Netns, foreign: &Foreign) {
@@ -197,14 +211,12 @@ fn cleanup_removes_what_a_killed_lab_left_and_nothing_else() {
     if !require_root("cleanup_removes_what_a_killed_lab_left_and_nothing_else") {
         return;
     }
+    let _heavy = heavy();
     let _alone = exclusive();
     let (killed, alive, foreign) = killed_run_and_bystanders("cleanup");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(["lab", "--cleanup", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = twscope(&["lab", "--cleanup", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let removed: Vec<String> = serde_json::from_slice(&out.stdout).expect("a JSON list of names");
     for name in &killed {
         assert!(removed.contains(name), "{name} not in {removed:?}");
@@ -218,12 +230,9 @@ fn cleanup_removes_what_a_killed_lab_left_and_nothing_else() {
     assert_bystanders_untouched(&alive, &foreign);
 
     // Nothing left: said in words, exit 0.
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(["lab", "--cleanup"])
-        .output()
-        .unwrap();
+    let out = twscope(&["lab", "--cleanup"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "nothing to clean up\n");
+    assert_eq!(stdout(&out), "nothing to clean up\n");
     assert_bystanders_untouched(&alive, &foreign);
 }
 
@@ -232,16 +241,14 @@ fn a_new_lab_removes_what_a_killed_one_left() {
     if !require_root("a_new_lab_removes_what_a_killed_one_left") {
         return;
     }
+    let _heavy = heavy();
     let _alone = exclusive();
     let (killed, alive, foreign) = killed_run_and_bystanders("next-run");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(["lab", "--json", "--duration", "1", "--rate", "20"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = twscope(&["lab", "--json", "--duration", "1", "--rate", "20"]);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("the run's JSON report");
+    let (report, _) = json_output(&out);
     assert_eq!(report["requests_ok"], 20, "{report}");
     // One line on stderr says what was removed.
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -259,6 +266,7 @@ fn per_request_runs_out_when_the_model_says() {
     if !require_root("per_request_runs_out_when_the_model_says") {
         return;
     }
+    let _heavy = heavy();
     // 50/s into 1,000 ports: the model says 20 s.
     let (r, code) = lab(&[
         "--mode",
@@ -309,6 +317,7 @@ fn a_pool_never_runs_out() {
     if !require_root("a_pool_never_runs_out") {
         return;
     }
+    let _heavy = heavy();
     let (r, code) = lab(&[
         "--mode",
         "pooled",
@@ -333,6 +342,7 @@ fn tw_reuse_fixes_the_outage() {
     if !require_root("tw_reuse_fixes_the_outage") {
         return;
     }
+    let _heavy = heavy();
     // Past the 20 s mark, where per-request fails without the fix.
     let (r, code) = lab(&["--fix", "tw-reuse", "--rate", "50", "--duration", "25"]);
     assert_eq!(r["fix"], "tw-reuse");
@@ -347,6 +357,7 @@ fn a_wide_range_fixes_the_outage() {
     if !require_root("a_wide_range_fixes_the_outage") {
         return;
     }
+    let _heavy = heavy();
     let (r, code) = lab(&["--fix", "wide-range", "--rate", "50", "--duration", "8"]);
     assert_eq!(r["ports"], 64_512);
     assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
@@ -358,6 +369,7 @@ fn two_source_addresses_run_out_twice_as_late() {
     if !require_root("two_source_addresses_run_out_twice_as_late") {
         return;
     }
+    let _heavy = heavy();
     let (r, code) = lab(&["--fix", "source-ips=2", "--rate", "50", "--duration", "45"]);
     assert_eq!(r["source_ips"], 2);
     assert_eq!(f64_of(&r["predicted_onset_s"]), 40.0);
@@ -378,6 +390,7 @@ fn linger0_leaves_no_time_wait_but_resets_the_server() {
     if !require_root("linger0_leaves_no_time_wait_but_resets_the_server") {
         return;
     }
+    let _heavy = heavy();
     let (r, code) = lab(&["--fix", "linger0", "--rate", "50", "--duration", "8"]);
     assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
     assert_eq!(u64_of(&r["max_time_wait"]), 0);
@@ -388,6 +401,13 @@ fn linger0_leaves_no_time_wait_but_resets_the_server() {
     assert_cleaned_up();
 }
 
+/// `twscope lab ARGS…` refused: exit 3, one line mentioning `mentions`.
+fn lab_refused(args: &[&str], mentions: &str) -> Output {
+    let out = twscope(&[&["lab"][..], args].concat());
+    refused(&out, &[mentions]);
+    out
+}
+
 #[test]
 fn lab_options_are_checked_before_anything_is_created() {
     for (args, mentions) in [
@@ -396,15 +416,7 @@ fn lab_options_are_checked_before_anything_is_created() {
         (&["--duration", "3600"][..], "--duration"),
         (&["--ports", "3"][..], "--ports"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-            .arg("lab")
-            .args(args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(mentions), "{err:?} should mention {mentions}");
+        lab_refused(args, mentions);
     }
 }
 
@@ -419,15 +431,7 @@ fn a_lab_that_makes_no_request_is_refused() {
         (&["--ports", "0"][..], "--ports"),
         (&["--duration", "0"][..], "--duration"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-            .arg("lab")
-            .args(args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(mentions), "{err:?} should mention {mentions}");
+        let out = lab_refused(args, mentions);
         assert!(out.stdout.is_empty(), "{args:?} printed a report");
     }
 }

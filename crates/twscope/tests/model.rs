@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,14 +14,11 @@ use twscope_core::sockdiag::{Family, SockDiag, StateSet};
 use twscope_core::TcpState;
 use twscope_lab::{require_root, Netns, Server};
 
-fn status_json(command: &mut Command) -> Value {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.code().unwrap() <= 2,
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+use crate::util::{heavy, http_get, json_of, json_output, netns_with_ports, samples, stdout, twscope, Serve, BIN};
+
+/// `twscope status --json ARGS…` → its JSON.
+fn status_json(args: &[&str]) -> Value {
+    json_of(&[&["status", "--json"][..], args].concat()).0
 }
 
 #[test]
@@ -31,7 +27,7 @@ fn the_namespace_is_named_host_only_when_it_is_the_host() {
         return;
     }
     let ns = Netns::new("label").unwrap();
-    let inside = status_json(ns.command(env!("CARGO_BIN_EXE_twscope")).args(["status", "--json"]));
+    let inside = json_output(&ns.command(BIN).args(["status", "--json"]).output().unwrap()).0;
     let inode = std::fs::metadata(ns.path())
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         .unwrap();
@@ -42,7 +38,7 @@ fn the_namespace_is_named_host_only_when_it_is_the_host() {
         inside["netns"]
     );
     assert_eq!(inside["netns"]["inode"], inode);
-    let host = status_json(Command::new(env!("CARGO_BIN_EXE_twscope")).args(["status", "--json"]));
+    let host = status_json(&[]);
     assert_eq!(host["netns"]["name"], "host");
     assert_ne!(host["netns"]["inode"], inode);
 }
@@ -63,9 +59,9 @@ fn the_model_holds_ports_as_long_as_the_kernel_does() {
     if !require_root("the_model_holds_ports_as_long_as_the_kernel_does") {
         return;
     }
+    let _heavy = heavy();
     let ns = Netns::new("lifetime").unwrap();
-    let model =
-        status_json(Command::new(env!("CARGO_BIN_EXE_twscope")).args(["status", "--json", "--netns", ns.name()]));
+    let model = status_json(&["--netns", ns.name()]);
     let (mean_s, max_s) = (
         model["time_wait_lifetime"]["mean_s"].as_f64().unwrap(),
         model["time_wait_lifetime"]["max_s"].as_f64().unwrap(),
@@ -150,8 +146,8 @@ fn status_and_doctor_agree_through_exhaustion_and_recovery() {
     if !require_root("status_and_doctor_agree_through_exhaustion_and_recovery") {
         return;
     }
-    let ns = Netns::new("edge").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
+    let _heavy = heavy();
+    let ns = netns_with_ports("edge", "40000 40999");
     let samples = ns
         .run(|| {
             let server = Server::start("127.0.0.1:7000".parse().unwrap(), 1).unwrap();
@@ -241,9 +237,9 @@ fn utilization_is_one_number_in_json_text_and_metrics() {
     if !require_root("utilization_is_one_number_in_json_text_and_metrics") {
         return;
     }
-    let ns = Netns::new("ratios").unwrap();
+    let _heavy = heavy();
+    let ns = netns_with_ports("ratios", "40000 44999");
     ns.set_sysctl("net.ipv4.tcp_tw_reuse", "1").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 44999").unwrap();
     ns.run(|| {
         let server = Server::start("127.0.0.1:7300".parse().unwrap(), 1).unwrap();
         let options = ChurnOptions {
@@ -261,52 +257,27 @@ fn utilization_is_one_number_in_json_text_and_metrics() {
     // Past the 1 s reuse delay: nothing blocks a port any more, yet ~2,000
     // TIME_WAIT sockets still hold their 4-tuples.
     std::thread::sleep(Duration::from_secs(2));
-    let twscope = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_twscope"));
-        c.env("NO_COLOR", "1").args(["status", "--netns", ns.name()]);
-        c
-    };
-    let json = status_json(twscope().arg("--json"));
+    let json = status_json(&["--netns", ns.name()]);
     let d = &json["destinations"][0];
     assert_eq!(d["port"], 7300);
     let (utilization, in_use_ratio) = (d["utilization"].as_f64().unwrap(), d["in_use_ratio"].as_f64().unwrap());
     assert!(in_use_ratio > 0.05, "{d}");
     assert_eq!(utilization, 0.0, "{d}");
     // The UTIL column of the same destination.
-    let text = String::from_utf8(twscope().output().unwrap().stdout).unwrap();
+    let text = stdout(&twscope(&["status", "--netns", ns.name()]));
     let row = text
         .lines()
         .find(|l| l.starts_with("127.0.0.1:7300"))
         .unwrap_or_else(|| panic!("{text}"));
     assert_eq!(row.split_whitespace().nth(5), Some("0%"), "{row}");
     // The exporter's metric.
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--netns", ns.name()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stderr.take().unwrap()), &mut line).unwrap();
-    let addr: SocketAddr = line
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    std::io::Write::write_all(
-        &mut stream,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut body = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let metric = body
-        .lines()
-        .find_map(|l| l.strip_prefix("twscope_destination_utilization_ratio{dst=\"127.0.0.1\",dst_port=\"7300\"} "))
+    let serve = Serve::start(&["--netns", ns.name()]);
+    let (status, body, _) = http_get(serve.addr, "/metrics", None, Duration::from_secs(10));
+    drop(serve);
+    assert_eq!(status, 200, "{body}");
+    let metric = samples(&body, "twscope_destination_utilization_ratio")
+        .get("dst=\"127.0.0.1\",dst_port=\"7300\"")
+        .copied()
         .unwrap_or_else(|| panic!("{body}"));
-    assert_eq!(metric.trim().parse::<f64>().unwrap(), utilization);
+    assert_eq!(metric, utilization);
 }

@@ -6,31 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use twscope_lab::{churn, hold, require_root, ChurnOptions, Netns, Server};
 
-fn twscope(ns: &Netns, args: &[&str]) -> (Value, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(["status", "--json", "--netns", ns.name()])
-        .args(args)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap();
-    assert!(code <= 2, "twscope failed: {}", String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_slice(&out.stdout).expect("twscope printed JSON"), code)
-}
+use crate::util::{as_nobody, heavy, json_of, netns_with_ports, poll, refused, ss, stderr, stdout, twscope};
 
-fn ss(ns: &Netns, args: &[&str]) -> String {
-    let out: Output = ns.command("ss").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ss {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// `twscope status --json --netns NS ARGS…` → (its JSON, its exit code).
+fn status(ns: &Netns, args: &[&str]) -> (Value, i32) {
+    json_of(&[&["status", "--json", "--netns", ns.name()][..], args].concat())
 }
 
 /// `ss`'s state words → the kernel names twscope uses.
@@ -120,7 +105,6 @@ fn nonzero(states: &Value) -> Counts {
 /// Waits until no socket of the namespace is between states (FIN_WAIT,
 /// LAST_ACK, …), so two dumps taken one after the other must agree.
 fn settle(ns: &Netns) {
-    let deadline = Instant::now() + Duration::from_secs(10);
     let transient = [
         "state",
         "syn-sent",
@@ -137,15 +121,12 @@ fn settle(ns: &Netns) {
         "state",
         "close-wait",
     ];
-    loop {
-        let mut args = vec!["-Htan"];
-        args.extend(transient);
-        if ss(ns, &args).trim().is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "sockets did not settle:\n{}", ss(ns, &args));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut args = vec!["-Htan"];
+    args.extend(transient);
+    let settled = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        ss(ns, &args).trim().is_empty().then_some(())
+    });
+    assert!(settled.is_some(), "sockets did not settle:\n{}", ss(ns, &args));
 }
 
 #[test]
@@ -153,6 +134,7 @@ fn status_counts_equal_ss_per_destination_and_state() {
     if !require_root("status_counts_equal_ss_per_destination_and_state") {
         return;
     }
+    let _heavy = heavy();
     let ns = Netns::new("census").unwrap();
     ns.add_address("198.18.0.1/32").unwrap();
     ns.add_address("2001:2::1/128").unwrap();
@@ -187,7 +169,7 @@ fn status_counts_equal_ss_per_destination_and_state() {
         .unwrap();
     settle(&ns);
 
-    let (json, _) = twscope(&ns, &["--top", "0"]);
+    let (json, _) = status(&ns, &["--top", "0"]);
 
     // Per state: equal to `ss -Htan state X`, for all eleven states.
     for (filter, name) in SS_FILTERS {
@@ -241,19 +223,14 @@ fn status_counts_equal_ss_per_destination_and_state() {
     assert_eq!(json["counters"]["sockstat_tw"], 3900);
 
     // --dest narrows to one destination; IPv6 without brackets in JSON.
-    let (one, _) = twscope(&ns, &["--dest", "[2001:2::1]:7004"]);
+    let (one, _) = status(&ns, &["--dest", "[2001:2::1]:7004"]);
     let rows = one["destinations"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["addr"], "2001:2::1");
     assert_eq!(rows[0]["in_use"], 410);
 
     // The text report agrees with the JSON and uses separators.
-    let text = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .args(["--netns", ns.name()])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8(text.stdout).unwrap();
+    let text = stdout(&twscope(&["--netns", ns.name()]));
     assert!(text.contains("TIME_WAIT 3,900"), "{text}");
     assert!(text.contains("127.0.0.1:7001") && text.contains("[::1]:7001"), "{text}");
 
@@ -285,13 +262,14 @@ fn close_rate_from_one_dump_matches_a_known_churn() {
     if !require_root("close_rate_from_one_dump_matches_a_known_churn") {
         return;
     }
+    let _heavy = heavy();
     let ns = Netns::new("rate").unwrap();
     let target: SocketAddr = "127.0.0.1:7100".parse().unwrap();
     let server = ns.run(move || Server::start(target, 1).unwrap()).unwrap();
     let churner = churn_in_background(&ns, target, 200.0, 16);
     // Sample mid-churn, once the 10 s window is full of it.
     std::thread::sleep(Duration::from_secs(12));
-    let (json, _) = twscope(&ns, &["--dest", "127.0.0.1:7100"]);
+    let (json, _) = status(&ns, &["--dest", "127.0.0.1:7100"]);
     let (ok, failed) = churner.join().unwrap();
     assert_eq!((ok, failed), (3200, 0));
     let d = &json["destinations"][0];
@@ -312,15 +290,15 @@ fn time_to_exhaustion_is_forecast_on_a_narrow_range() {
     if !require_root("time_to_exhaustion_is_forecast_on_a_narrow_range") {
         return;
     }
-    let ns = Netns::new("eta").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
+    let _heavy = heavy();
+    let ns = netns_with_ports("eta", "40000 40999");
     let target: SocketAddr = "198.18.0.1:7200".parse().unwrap();
     ns.add_address("198.18.0.1/32").unwrap();
     let server = ns.run(move || Server::start(target, 1).unwrap()).unwrap();
     // 50/s into 1,000 ports: empty to full in 20 s. Sample after ~8 s.
     let churner = churn_in_background(&ns, target, 50.0, 10);
     std::thread::sleep(Duration::from_secs(8));
-    let (json, code) = twscope(&ns, &["--window", "5"]);
+    let (json, code) = status(&ns, &["--window", "5"]);
     let (ok, failed) = churner.join().unwrap();
     assert_eq!((ok, failed), (500, 0));
     let d = &json["destinations"][0];
@@ -344,28 +322,9 @@ fn entering_a_namespace_without_privileges_names_the_capability() {
         return;
     }
     let ns = Netns::new("priv").unwrap();
-    let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                env!("CARGO_BIN_EXE_twscope"),
-            ])
-            .args(args)
-            .output()
-            .expect("setpriv (util-linux) runs")
-    };
-    let out = as_nobody(&["status", "--netns", ns.name()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("CAP_SYS_ADMIN"), "{err}");
+    let nobody = |args: &[&str]| as_nobody(&[]).args(args).output().expect("setpriv (util-linux) runs");
+    refused(&nobody(&["status", "--netns", ns.name()]), &["CAP_SYS_ADMIN"]);
     // The host's own namespace needs no privilege at all.
-    let out = as_nobody(&["status", "--json"]);
-    assert!(
-        out.status.code().unwrap() <= 2,
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = nobody(&["status", "--json"]);
+    assert!(out.status.code().unwrap() <= 2, "{}", stderr(&out));
 }

@@ -7,52 +7,17 @@
 //! `promtool`); skips with a reason otherwise, unless `TWSCOPE_REQUIRE_ALL=1`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use twscope_lab::testing::{require_tools, self_signed_cert, skip};
 use twscope_lab::{churn, require_root, ChurnOptions, Netns, Server};
 
-const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-/// A child process killed (by PID) on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `twscope serve ARGS --listen 127.0.0.1:0`; returns it and the address it printed.
-fn serve(args: &[&str]) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twscope"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let running = Running(child);
-    let addr = line
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
-    (running, addr)
-}
+use crate::util::{
+    deploy_text, heavy, netns_with_ports, poll, refused, samples, serve_with_config, ss, stderr, Running, Serve,
+};
 
 /// `curl ARGS URL` → (HTTP status, body); status 0 when no HTTP answer came.
 fn curl(args: &[&str], url: &str) -> (u16, String) {
@@ -67,25 +32,10 @@ fn curl(args: &[&str], url: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// Samples of `name` in a text-format body, keyed by their label text.
-fn samples(body: &str, name: &str) -> BTreeMap<String, f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, labels) = series
-                .split_once('{')
-                .map_or((series, ""), |(m, rest)| (m, rest.trim_end_matches('}')));
-            (metric == name).then(|| (labels.to_string(), value.parse().unwrap()))
-        })
-        .collect()
-}
-
 /// TIME_WAIT per peer `addr:port` from `ss` (IPv6 brackets dropped).
 fn ss_time_wait(ns: &Netns) -> BTreeMap<String, f64> {
-    let out = ns.command("ss").args(["-Htan", "state", "time-wait"]).output().unwrap();
     let mut counts = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in ss(ns, &["-Htan", "state", "time-wait"]).lines() {
         let peer = line.split_whitespace().nth(3).unwrap();
         let (addr, port) = peer.rsplit_once(':').unwrap();
         let addr = addr
@@ -102,10 +52,9 @@ fn ss_time_wait(ns: &Netns) -> BTreeMap<String, f64> {
 /// A namespace with TIME_WAIT towards three destinations (two IPv4, one IPv6),
 /// its range narrowed so the first one is critical.
 fn loaded_namespace(tag: &str) -> Netns {
-    let ns = Netns::new(tag).unwrap();
+    let ns = netns_with_ports(tag, "40000 40999");
     ns.add_address("198.18.0.1/32").unwrap();
     ns.add_address("2001:2::1/128").unwrap();
-    ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40999").unwrap();
     ns.run(|| {
         for (target, count) in [
             ("198.18.0.1:7000", 900u64),
@@ -139,8 +88,10 @@ fn metrics_equal_ss_and_pass_promtool() {
     {
         return;
     }
+    let _heavy = heavy(); // loaded_namespace churns 1,110 connections as fast as they go
     let ns = loaded_namespace("serve");
-    let (_serve, addr) = serve(&["--netns", ns.name(), "--max-destinations", "2"]);
+    let server = Serve::start(&["--netns", ns.name(), "--max-destinations", "2"]);
+    let addr = server.addr;
     let url = format!("http://{addr}/metrics");
     let (code, body) = curl(&[], &url);
     assert_eq!(code, 200, "{body}");
@@ -185,7 +136,7 @@ fn metrics_equal_ss_and_pass_promtool() {
         out.status.success(),
         "promtool check metrics:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 
     // OpenMetrics on request; both say the same.
@@ -209,7 +160,7 @@ fn metrics_equal_ss_and_pass_promtool() {
     assert!(String::from_utf8_lossy(&content_type.stdout).starts_with("application/openmetrics-text"));
 
     // Every twscope metric the shipped rules use is exported.
-    let rules = std::fs::read_to_string(Path::new(WORKSPACE).join("deploy/prometheus/twscope-rules.yml")).unwrap();
+    let rules = deploy_text("prometheus/twscope-rules.yml");
     for name in rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .filter(|w| w.starts_with("twscope_"))
@@ -233,8 +184,10 @@ fn concurrent_scrapes_share_one_dump() {
     {
         return;
     }
+    let _heavy = heavy();
     let ns = loaded_namespace("shared");
-    let (_serve, addr) = serve(&["--netns", ns.name(), "--min-interval", "30"]);
+    let server = Serve::start(&["--netns", ns.name(), "--min-interval", "30"]);
+    let addr = server.addr;
     let url = format!("http://{addr}/metrics");
     let bodies: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..20).map(|_| s.spawn(|| curl(&[], &url))).collect();
@@ -267,7 +220,8 @@ fn tls_and_basic_auth() {
     let hash = bcrypt::hash("s3cret", 6).unwrap();
     let web = dir.join("web.yml");
     std::fs::write(&web, format!("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
-    let (_serve, addr) = serve(&["--web.config.file", web.to_str().unwrap()]);
+    let server = Serve::start(&["--web.config.file", web.to_str().unwrap()]);
+    let addr = server.addr;
     let url = format!("https://{addr}/metrics");
     let ca = ["--cacert", cert.to_str().unwrap()];
     let (code, body) = curl(&[&ca[..], &["-u", "prometheus:s3cret"]].concat(), &url);
@@ -304,14 +258,7 @@ fn tls_and_basic_auth() {
         ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: RequireAndVerifyClientCert\n", "client_auth_type"),
     ] {
         std::fs::write(dir.join("bad.yml"), text).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_twscope"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--web.config.file"])
-            .arg(dir.join("bad.yml"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{err}");
-        assert!(err.contains(mentions) && err.lines().count() == 1, "{err}");
+        refused(&serve_with_config(&dir.join("bad.yml")), &[mentions]);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -337,15 +284,8 @@ fn prometheus_query(port: u16, query: &str) -> Vec<Value> {
     json["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, Duration::from_millis(500), check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
 
 #[test]
@@ -358,12 +298,14 @@ fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
         skip(test, "the prometheus server (apt-get install prometheus)");
         return;
     }
+    let _heavy = heavy();
     let ns = loaded_namespace("prom");
-    let (_serve, addr) = serve(&["--netns", ns.name(), "--min-interval", "0.5"]);
+    let server = Serve::start(&["--netns", ns.name(), "--min-interval", "0.5"]);
+    let addr = server.addr;
     let dir = std::env::temp_dir().join(format!("twscope-prom-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("data")).unwrap();
     // The shipped rules, with every `for:` cut to 0s so alerts fire within the test.
-    let rules = std::fs::read_to_string(Path::new(WORKSPACE).join("deploy/prometheus/twscope-rules.yml")).unwrap();
+    let rules = deploy_text("prometheus/twscope-rules.yml");
     let rules: String = rules
         .lines()
         .map(|l| {
@@ -426,10 +368,7 @@ fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
 
     // Every query of the dashboard returns data (its variables filled in).
     std::thread::sleep(Duration::from_secs(3)); // a few samples for rate()
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(WORKSPACE).join("deploy/grafana/twscope-dashboard.json")).unwrap(),
-    )
-    .unwrap();
+    let dashboard: Value = serde_json::from_str(&deploy_text("grafana/twscope-dashboard.json")).unwrap();
     let mut queries = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
