@@ -36,7 +36,7 @@
 //! println!("{}", status.verdict.summary);
 //! // A view selects; the doctor reads the same model.
 //! for d in status.report(&Selection::default()).destinations {
-//!     println!("{} {:.0}% {}", d.endpoint(), d.utilization * 100.0, d.outlook().short());
+//!     println!("{} {:.0}% {}", d.endpoint(), d.utilization * 100.0, d.outlook.short());
 //! }
 //! println!("{} findings", diagnose(&status).findings.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -60,10 +60,10 @@ pub mod tune;
 // The surface a view needs, in one place: take a census (`Status::collect`),
 // select (`Selection`), diagnose (`diagnose`), plan (`Workload`). The modules
 // stay public for the exporter, the lab and tests that need their parts.
-pub use capacity::{Severity, Thresholds};
+pub use capacity::{Outlook, Severity, Thresholds};
 pub use doctor::{diagnose, Finding, FindingId, Level, RemedyKind, Report};
 pub use linux::TimeWaitLifetime;
 pub use netns::{NetnsInfo, NetnsSpec};
 pub use plan::{Plan, Workload};
 pub use sockdiag::TcpState;
-pub use status::{DestFilter, Destination, Outlook, Readings, Selection, Status, StatusOptions, StatusReport};
+pub use status::{DestFilter, Destination, Readings, Selection, Status, StatusOptions, StatusReport};

@@ -136,6 +136,12 @@ impl TimeWaitLifetime {
         TIME_WAIT_SECS + self.granularity_s / 2.0
     }
 
+    /// How far one socket's lifetime strays from [`Self::mean_s`], either
+    /// way: half a bucket, and a jiffy for the tick it was armed in.
+    pub fn spread_s(&self) -> f64 {
+        self.granularity_s / 2.0 + 1.0 / f64::from(self.hz)
+    }
+
     /// The longest a TIME_WAIT socket is held: 60 s plus one bucket (and a jiffy).
     pub fn max_s(&self) -> f64 {
         TIME_WAIT_SECS + self.granularity_s + 1.0 / f64::from(self.hz)

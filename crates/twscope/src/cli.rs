@@ -409,6 +409,12 @@ pub struct StatusArgs {
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub dest: Option<DestFilter>,
 
+    /// Also run the doctor's TIME_WAIT checklist on the same census: one
+    /// dump, so the two never disagree. JSON gains "doctor": {findings, worst};
+    /// the exit code is the worse of the verdict and the checklist.
+    #[arg(long)]
+    pub doctor: bool,
+
     /// `--netns`, shared with the other commands.
     #[command(flatten)]
     pub netns: NetnsArg,

@@ -130,13 +130,30 @@ fn status(args: &StatusRun) -> Result<ExitCode> {
     let status = collect(&args.options, args.netns.as_ref())?;
     let selection = args.selection;
     let report = status.report(&selection);
-    let text = if args.json {
-        json(&report)?
-    } else {
-        status_text::render(&status, &selection)
+    // `--doctor`: the checklist over the same model, so one dump answers both.
+    let findings = args.doctor.then(|| doctor::diagnose(&status));
+    let text = match (&findings, args.json) {
+        (None, true) => json(&report)?,
+        (Some(findings), true) => json(&StatusWithDoctor {
+            status: &report,
+            doctor: findings,
+        })?,
+        (None, false) => status_text::render(&status, &selection),
+        (Some(findings), false) => {
+            status_text::render(&status, &selection) + "\n" + &doctor_text::render_with(&status, findings, false)
+        }
     };
     write_stdout(&text)?;
-    Ok(exit(report.verdict.severity.exit_code()))
+    let code = report.verdict.severity.exit_code();
+    Ok(exit(findings.map_or(code, |f| code.max(f.exit_code()))))
+}
+
+/// `status --json --doctor`: the status report with the checklist beside it.
+#[derive(serde::Serialize)]
+struct StatusWithDoctor<'a> {
+    #[serde(flatten)]
+    status: &'a twscope_core::StatusReport<'a>,
+    doctor: &'a doctor::Report,
 }
 
 /// Enters the namespace (on the main thread: sockets and /proc/net follow

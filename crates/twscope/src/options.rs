@@ -36,6 +36,8 @@ pub struct StatusRun {
     pub netns: Option<NetnsSpec>,
     /// JSON instead of text.
     pub json: bool,
+    /// Also the doctor's findings, from the same census.
+    pub doctor: bool,
 }
 
 /// Checks `status`'s options against each other: the warning level must not
@@ -62,6 +64,7 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
         },
         netns: args.netns.spec().cloned(),
         json: args.json,
+        doctor: args.doctor,
     })
 }
 
