@@ -11,6 +11,7 @@ mod cli;
 mod doctor_text;
 mod generate;
 mod lab_text;
+mod node_text;
 mod options;
 mod plan_text;
 mod status_text;
@@ -27,6 +28,7 @@ use cli::{Cli, Command};
 use options::{DoctorRun, LabRun, PlanRun, ServeRun, StatusRun, TuneOutput, TuneRun};
 use twscope_core::doctor;
 use twscope_core::netns::{self, NetnsSpec};
+use twscope_core::node::{Node, NodeOptions};
 use twscope_core::status::{Status, StatusOptions};
 use twscope_core::tune;
 use twscope_lab::lab::{self, LabOptions};
@@ -127,6 +129,9 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 fn status(args: &StatusRun) -> Result<ExitCode> {
+    if args.all_namespaces {
+        return status_all(args);
+    }
     let status = collect(&args.options, args.netns.as_ref())?;
     let selection = args.selection;
     let report = status.report(&selection);
@@ -146,6 +151,56 @@ fn status(args: &StatusRun) -> Result<ExitCode> {
     write_stdout(&text)?;
     let code = report.verdict.severity.exit_code();
     Ok(exit(findings.map_or(code, |f| code.max(f.exit_code()))))
+}
+
+/// Every namespace of the node (`--netns all`).
+fn collect_node(options: &StatusOptions) -> Node {
+    Node::collect(&NodeOptions {
+        status: options.clone(),
+        ..NodeOptions::default()
+    })
+}
+
+/// The node's exit code: its worst namespace's severity, or 3 when a
+/// namespace could not be read (the reason goes to stderr, in one line).
+fn node_exit(node: &Node, worst: i32) -> ExitCode {
+    if let Some(missing) = &node.missing {
+        note(format_args!("twscope: incomplete: {missing}; the others are reported"));
+        return exit(i32::from(EXIT_ERROR));
+    }
+    exit(worst)
+}
+
+fn status_all(args: &StatusRun) -> Result<ExitCode> {
+    let node = collect_node(&args.options);
+    let text = if args.json {
+        json(&node_text::status_json(&node, &args.selection)?)?
+    } else {
+        let proc_root = std::path::Path::new("/proc");
+        node_text::render_status(
+            &node,
+            &twscope_core::kernel::hostname(proc_root).unwrap_or_default(),
+            &twscope_core::kernel::kernel_release(proc_root).unwrap_or_default(),
+        )
+    };
+    write_stdout(&text)?;
+    Ok(node_exit(&node, node.severity().exit_code()))
+}
+
+fn doctor_all(run: &DoctorRun) -> Result<ExitCode> {
+    let node = collect_node(&StatusOptions::default());
+    let text = if run.json {
+        json(&node_text::doctor_json(&node)?)?
+    } else {
+        node_text::render_doctor(&node, run.remedies)
+    };
+    write_stdout(&text)?;
+    let worst = node_text::doctor_reports(&node)
+        .iter()
+        .map(|(_, r)| r.exit_code())
+        .max()
+        .unwrap_or(0);
+    Ok(node_exit(&node, worst))
 }
 
 /// `status --json --doctor`: the status report with the checklist beside it.
@@ -177,6 +232,9 @@ fn full_census(spec: Option<&NetnsSpec>) -> Result<Status> {
 }
 
 fn run_doctor(run: &DoctorRun) -> Result<ExitCode> {
+    if run.all_namespaces {
+        return doctor_all(run);
+    }
     let status = full_census(run.netns.as_ref())?;
     let report = doctor::diagnose(&status);
     let text = if run.json {
@@ -221,7 +279,11 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
         max_destinations,
         mut limits,
         netns,
+        all_namespaces,
     } = run;
+    if all_namespaces {
+        bail!("serve --netns all is not built yet");
+    }
     let fd_limit = limits
         .fit_descriptor_limit()
         .context("cannot fit --web.max-connections to the open-file limit (RLIMIT_NOFILE)")?;

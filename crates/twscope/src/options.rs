@@ -34,6 +34,8 @@ pub struct StatusRun {
     pub selection: Selection,
     /// The namespace to read; `None` for the current one.
     pub netns: Option<NetnsSpec>,
+    /// `--netns all`: every namespace of the node.
+    pub all_namespaces: bool,
     /// JSON instead of text.
     pub json: bool,
     /// Also the doctor's findings, from the same census.
@@ -50,6 +52,9 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
             args.critical
         );
     }
+    if args.doctor && args.netns.all() {
+        bail!("--doctor reads one namespace; for every namespace run `twscope doctor --netns all`");
+    }
     Ok(StatusRun {
         options: StatusOptions {
             window_s: args.window,
@@ -63,6 +68,7 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
             dest: args.dest,
         },
         netns: args.netns.spec().cloned(),
+        all_namespaces: args.netns.all(),
         json: args.json,
         doctor: args.doctor,
     })
@@ -73,6 +79,8 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
 pub struct DoctorRun {
     /// The namespace to examine; `None` for the current one.
     pub netns: Option<NetnsSpec>,
+    /// `--netns all`: every namespace of the node.
+    pub all_namespaces: bool,
     /// JSON instead of text.
     pub json: bool,
     /// Also the application-side code snippets (text only: JSON has them all).
@@ -83,6 +91,7 @@ pub struct DoctorRun {
 pub fn doctor(args: &DoctorArgs) -> Result<DoctorRun> {
     Ok(DoctorRun {
         netns: args.netns.spec().cloned(),
+        all_namespaces: args.netns.all(),
         json: args.json,
         remedies: args.remedies,
     })
@@ -116,6 +125,11 @@ pub struct TuneRun {
 /// `tune`'s options. A `--persist` path that is not a regular file is refused
 /// here, before anything is applied, and even when there is nothing to change.
 pub fn tune(args: &TuneArgs) -> Result<TuneRun> {
+    if args.netns.all() {
+        bail!(
+            "tune changes one namespace at a time: give --netns NAME|PATH|PID (`twscope doctor --netns all` finds which)"
+        );
+    }
     if let Some(path) = &args.persist {
         tune::persist_target(path)?;
     }
@@ -151,6 +165,8 @@ pub struct ServeRun {
     pub limits: Limits,
     /// The namespace to export; `None` for the current one.
     pub netns: Option<NetnsSpec>,
+    /// `--netns all`: every namespace of the node.
+    pub all_namespaces: bool,
 }
 
 /// `serve`'s options: durations in range, timeouts above 0, the web config
@@ -173,6 +189,7 @@ pub fn serve(args: &ServeArgs) -> Result<ServeRun> {
             ..Limits::default()
         },
         netns: args.netns.spec().cloned(),
+        all_namespaces: args.netns.all(),
     })
 }
 
