@@ -223,9 +223,15 @@ pub struct ServeArgs {
     pub timeout: f64,
 
     /// Destinations with their own series, busiest first; the rest are summed
-    /// into one dst="other" series.
+    /// into one dst="other" series. Per namespace with --netns all.
+    /// [default: 50; 10 with --netns all]
+    #[arg(long, value_name = "N")]
+    pub max_destinations: Option<usize>,
+
+    /// With --netns all: namespaces with their own series, most pressed
+    /// first; the rest are summed into netns="other".
     #[arg(long, value_name = "N", default_value_t = 50)]
-    pub max_destinations: usize,
+    pub max_namespaces: usize,
 
     /// `--netns`, shared with the other commands.
     #[command(flatten)]

@@ -270,7 +270,7 @@ fn run_tune(run: &TuneRun) -> Result<ExitCode> {
 }
 
 fn run_serve(run: ServeRun) -> Result<ExitCode> {
-    use twscope_exporter::{Exporter, SnapshotOptions, Snapshots};
+    use twscope_exporter::{Exporter, Scope, SnapshotOptions, Snapshots};
     let ServeRun {
         listen,
         web,
@@ -278,12 +278,10 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
         timeout,
         max_destinations,
         mut limits,
+        max_namespaces,
         netns,
         all_namespaces,
     } = run;
-    if all_namespaces {
-        bail!("serve --netns all is not built yet");
-    }
     let fd_limit = limits
         .fit_descriptor_limit()
         .context("cannot fit --web.max-connections to the open-file limit (RLIMIT_NOFILE)")?;
@@ -292,15 +290,25 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow!("cannot listen on {listen}: {e} (is another exporter running? pick another --listen)"))?;
     let local = listener.local_addr().context("cannot read the address listened on")?;
-    let netns = enter(netns.as_ref())?;
+    // --netns all: the dumps' worker threads enter each namespace themselves.
+    let scope = if all_namespaces {
+        Scope::All { max_namespaces }
+    } else {
+        Scope::One(enter(netns.as_ref())?)
+    };
     let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
         "https"
     } else {
         "http"
     };
+    let reads = match &scope {
+        Scope::One(netns) => format!("netns {}", netns.name),
+        Scope::All { max_namespaces } => {
+            format!("every network namespace ({max_namespaces} with their own series, the rest as netns=\"other\")")
+        }
+    };
     note(format_args!(
-        "twscope serve: listening on {scheme}://{local}/metrics, exporting netns {}",
-        netns.name
+        "twscope serve: listening on {scheme}://{local}/metrics, exporting {reads}"
     ));
     note(format_args!(
         "twscope serve: at most {} connections (open-file limit {fd_limit}), idle timeout {:?}, header timeout {:?}",
@@ -311,7 +319,7 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
         timeout,
         max_destinations,
         status: StatusOptions::default(),
-        netns,
+        scope,
     });
     // Blocking threads run dumps (one at a time) and bcrypt checks (bounded
     // by Limits::bcrypt_workers): a handful is all they can use.

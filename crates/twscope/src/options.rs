@@ -158,8 +158,10 @@ pub struct ServeRun {
     pub min_interval: Duration,
     /// Give up a scrape after this long (above 0).
     pub timeout: Duration,
-    /// Destinations with their own series.
+    /// Destinations with their own series (per namespace with `--netns all`).
     pub max_destinations: usize,
+    /// With `--netns all`: namespaces with their own series.
+    pub max_namespaces: usize,
     /// Timeouts (above 0) and the connection cap, before it is fitted to the
     /// open-file limit.
     pub limits: Limits,
@@ -181,7 +183,8 @@ pub fn serve(args: &ServeArgs) -> Result<ServeRun> {
         web,
         min_interval: seconds("--min-interval", args.min_interval)?,
         timeout: positive_seconds("--timeout", args.timeout)?,
-        max_destinations: args.max_destinations,
+        max_destinations: args.max_destinations.unwrap_or(if args.netns.all() { 10 } else { 50 }),
+        max_namespaces: args.max_namespaces,
         limits: Limits {
             header_timeout: positive_seconds("--web.header-timeout", args.header_timeout)?,
             idle_timeout: positive_seconds("--web.idle-timeout", args.idle_timeout)?,
