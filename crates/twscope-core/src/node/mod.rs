@@ -143,6 +143,7 @@ impl Node {
 
         let next = AtomicUsize::new(0);
         let denied_count = AtomicUsize::new(0);
+        let idle_entered = AtomicUsize::new(0);
         let results: Mutex<Vec<NamespaceStatus>> = Mutex::new(Vec::with_capacity(jobs.len()));
         let own_uts = File::open("/proc/thread-self/ns/uts").ok();
         std::thread::scope(|scope| {
@@ -154,8 +155,13 @@ impl Node {
                     };
                     let identity = identify(proc_root, f, host_inode, &named, own_uts.as_ref());
                     let (status, error) = if *dump {
-                        match read_namespace(proc_root, f, &identity, &options.status) {
-                            Ok(status) => (Some(status), None),
+                        match read_namespace(proc_root, f, &identity, options) {
+                            Ok(Some(status)) => (Some(status), None),
+                            // Entered (a namespace held only by a mount) and found idle.
+                            Ok(None) => {
+                                idle_entered.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
                             Err(Failure { denied, message }) => {
                                 denied_count.fetch_add(usize::from(denied), Ordering::Relaxed);
                                 (None, Some(message))
@@ -181,7 +187,7 @@ impl Node {
             emptied += usize::from(empty);
             options.include_idle || !empty
         });
-        idle += emptied;
+        idle += emptied + idle_entered.into_inner();
         namespaces.sort_by(|a, b| {
             b.pressure()
                 .partial_cmp(&a.pressure())
@@ -251,7 +257,13 @@ fn missing_privileges(unreadable: usize, denied: usize) -> Option<String> {
 /// (`TCP: inuse N … tw N`): sockets in a hash table plus TIME_WAIT. `None`
 /// when it cannot be read.
 pub fn tcp_sockets(proc_root: &Path, pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("net/sockstat")).ok()?;
+    tcp_sockets_in(&proc_root.join(pid.to_string()).join("net"))
+}
+
+/// [`tcp_sockets`] of a `/proc/…/net` directory (`/proc/thread-self/net`
+/// for the namespace this thread entered).
+fn tcp_sockets_in(net_dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(net_dir.join("sockstat")).ok()?;
     let line = text.lines().find_map(|l| l.strip_prefix("TCP: "))?;
     let mut fields = line.split_whitespace();
     let mut total = 0;
@@ -376,13 +388,13 @@ impl Failure {
 }
 
 /// Enters `f` on this thread (unless it is there already) and takes its
-/// census.
+/// census; `None` when it has no TCP socket and idle ones are not listed.
 fn read_namespace(
     proc_root: &Path,
     f: &Found,
     identity: &Identity,
-    options: &StatusOptions,
-) -> Result<Status, Failure> {
+    options: &NodeOptions,
+) -> Result<Option<Status>, Failure> {
     // A worker may still be in the namespace of its previous job.
     use std::os::unix::fs::MetadataExt;
     let here = || std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino());
@@ -408,11 +420,15 @@ fn read_namespace(
             return Err(Failure::other("the namespace went away while it was being read"));
         }
     }
+    // Held only by a mount, it was not checked before: check now, cheaply.
+    if !options.include_idle && tcp_sockets_in(Path::new("/proc/thread-self/net")) == Some(0) {
+        return Ok(None);
+    }
     let info = NetnsInfo {
         name: identity.label(),
         inode: f.inode,
     };
-    Status::collect(options, info).map_err(Failure::other)
+    Status::collect(&options.status, info).map(Some).map_err(Failure::other)
 }
 
 #[cfg(test)]
