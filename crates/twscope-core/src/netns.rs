@@ -109,10 +109,18 @@ pub enum NetnsError {
         /// More on what to do, starting with "; " (or empty).
         hint: String,
     },
-    /// `setns` (or opening the file) was refused: entering a namespace needs
-    /// `CAP_SYS_ADMIN`.
+    /// `setns` was refused: entering a namespace needs `CAP_SYS_ADMIN`.
     #[error("entering network namespace {label} needs CAP_SYS_ADMIN: run as root (sudo) or grant the capability")]
     Permission {
+        /// The namespace as the user named it ([`NetnsSpec::label`]).
+        label: String,
+    },
+    /// Opening another process's namespace file was refused: a ptrace read
+    /// check, passed by its owner or with `CAP_SYS_PTRACE`.
+    #[error(
+        "opening network namespace {label} needs CAP_SYS_PTRACE (it belongs to another user's process), and entering it CAP_SYS_ADMIN: run as root (sudo) or grant both"
+    )]
+    OpenPermission {
         /// The namespace as the user named it ([`NetnsSpec::label`]).
         label: String,
     },
@@ -203,8 +211,8 @@ pub fn enter(spec: &NetnsSpec) -> Result<NetnsInfo, NetnsError> {
                 path: path.clone(),
             }
         } else if source.kind() == io::ErrorKind::PermissionDenied {
-            // Another user's /proc/PID/ns/net: the same privilege fixes it.
-            NetnsError::Permission { label: label.clone() }
+            // Another user's /proc/PID/ns/net: a ptrace read check.
+            NetnsError::OpenPermission { label: label.clone() }
         } else {
             NetnsError::Open {
                 label: label.clone(),
