@@ -178,7 +178,7 @@ pub fn identify() -> io::Result<NetnsInfo> {
 /// namespace file) has that inode, else the first entry of `named_dir` that
 /// does, else `netns inode N`. What cannot be read is skipped, never guessed.
 fn name_of(inode: u64, init: &Path, named_dir: &Path) -> String {
-    if std::fs::metadata(init).is_ok_and(|m| m.ino() == inode) {
+    if inode == crate::linux::INIT_NET_INODE || std::fs::metadata(init).is_ok_and(|m| m.ino() == inode) {
         return "host".to_string();
     }
     let mut names: Vec<String> = std::fs::read_dir(named_dir)
@@ -318,6 +318,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Our own namespace file stands in for PID 1's.
         assert_eq!(name_of(me, Path::new("/proc/thread-self/ns/net"), dir.path()), "host");
+        // The init namespace's inode is fixed: the host even with /proc/1 closed.
+        assert_eq!(
+            name_of(crate::linux::INIT_NET_INODE, Path::new("/nonexistent"), dir.path()),
+            "host"
+        );
+        if me == crate::linux::INIT_NET_INODE {
+            return; // the rest needs a namespace that is not the host's
+        }
         let not_init = Path::new("/nonexistent");
         assert_eq!(name_of(me, not_init, dir.path()), format!("netns inode {me}"));
         // A named entry with the same inode gives its name.

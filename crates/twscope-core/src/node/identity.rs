@@ -263,8 +263,10 @@ pub fn service_account_namespace(proc_root: &Path, pids: &[u32]) -> Option<Strin
         "run/secrets/kubernetes.io/serviceaccount/namespace",
     ];
     pids.iter().take(16).find_map(|pid| {
+        let root = proc_root.join(pid.to_string()).join("root");
         FILES.iter().find_map(|file| {
-            let text = read_small(&proc_root.join(pid.to_string()).join("root").join(file))?;
+            // Inside the pod's root: `/var/run` is often a link to `/run`.
+            let text = files::read_in_root(&root, Path::new(file), SMALL_FILE).ok()?;
             let ns = text.trim();
             // A DNS label (RFC 1123), as Kubernetes requires of namespaces.
             let valid = !ns.is_empty()

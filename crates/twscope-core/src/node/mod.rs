@@ -275,14 +275,11 @@ fn tcp_sockets_in(net_dir: &Path) -> Option<u64> {
     Some(total)
 }
 
-/// The init namespace's inode (PID 1's, or kthreadd's when PID 1's is closed
-/// to us, as [`crate::netns::identify`] does).
-fn host_inode(proc_root: &Path) -> Option<u64> {
+/// The init namespace's inode: PID 1's, or the kernel's fixed one when PID
+/// 1's is closed to us ([`crate::linux::INIT_NET_INODE`]).
+fn host_inode(proc_root: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(proc_root.join("1/ns/net"))
-        .or_else(|_| std::fs::metadata(proc_root.join("2/ns/net")))
-        .ok()
-        .map(|m| m.ino())
+    std::fs::metadata(proc_root.join("1/ns/net")).map_or(crate::linux::INIT_NET_INODE, |m| m.ino())
 }
 
 /// `ip netns` names by inode.
@@ -308,7 +305,7 @@ fn named_namespaces() -> Vec<(u64, String)> {
 fn identify(
     proc_root: &Path,
     f: &Found,
-    host: Option<u64>,
+    host: u64,
     named: &[(u64, String)],
     own_uts: Option<&File>,
 ) -> Identity {
@@ -336,7 +333,7 @@ fn identify(
             .iter()
             .find(|(inode, _)| *inode == f.inode)
             .map(|(_, n)| n.clone()),
-        host: host == Some(f.inode),
+        host: host == f.inode,
         pod,
         container: facts.container,
         pids: f.pids.clone(),
