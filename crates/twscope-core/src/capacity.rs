@@ -19,6 +19,12 @@
 //!   age histogram says when) while new ones arrive at the close rate; the
 //!   first moment the sum reaches *available* is the forecast. Exact under a
 //!   constant rate; `None` when the tuple levels off below its budget.
+//! - **outlook** ([`Outlook`]): the forecast in one word, stable at the edge.
+//!   The close rate is an estimate (±1/√n for n sockets in the window) and a
+//!   TIME_WAIT socket lives anywhere in `time_wait_s ± time_wait_spread_s`
+//!   (timer-wheel rounding), so a tuple whose steady level is within that
+//!   uncertainty of 100 % is [`Outlook::AtLimit`], not alternately "runs out
+//!   in 0.9 s" and "levels off at 98 %" from one dump to the next.
 //!
 //! ```
 //! use twscope_core::capacity::{max_sustainable_rate, TIME_WAIT_SECS};
@@ -218,6 +224,99 @@ pub fn exhaustion_eta(
     None
 }
 
+/// Where a tuple or destination is heading at its current close rate: the
+/// one wording of the forecast every view uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outlook {
+    /// No port left now: connect() fails with EADDRNOTAVAIL.
+    ExhaustedNow,
+    /// Runs out in this many seconds: the close rate exceeds what the budget
+    /// sustains by more than the estimate's uncertainty.
+    ExhaustedIn(f64),
+    /// The close rate is, within the estimate's uncertainty, what the budget
+    /// sustains (or the last free ports go before old TIME_WAIT sockets
+    /// expire): connects may fail at the peaks, and a little more load runs
+    /// the budget out. No time is forecast, because none would be stable.
+    AtLimit,
+    /// Never runs out at this rate, but levels off at this share of the
+    /// budget, high enough to matter.
+    LevelsOff(f64),
+    /// Not on course to run out.
+    Never,
+}
+
+impl Outlook {
+    /// The JSON and metric form: `exhausted_now`, `exhausted_in`, `at_limit`,
+    /// `levels_off`, `never`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outlook::ExhaustedNow => "exhausted_now",
+            Outlook::ExhaustedIn(_) => "exhausted_in",
+            Outlook::AtLimit => "at_limit",
+            Outlook::LevelsOff(_) => "levels_off",
+            Outlook::Never => "never",
+        }
+    }
+
+    /// A column-sized form: `now`, `12 s`, `limit`, `lvl 82%`, `never`.
+    pub fn short(&self) -> String {
+        match self {
+            Outlook::ExhaustedNow => "now".to_string(),
+            Outlook::ExhaustedIn(s) if *s < 10.0 => format!("{s:.1} s"),
+            Outlook::ExhaustedIn(s) => format!("{s:.0} s"),
+            Outlook::AtLimit => "limit".to_string(),
+            Outlook::LevelsOff(u) => format!("lvl {:.0}%", u * 100.0),
+            Outlook::Never => "never".to_string(),
+        }
+    }
+
+    /// A clause for prose: `ports exhausted now…`, `exhausted in 12 s at
+    /// this rate`, `levels off at 82% of the budget at this rate`.
+    pub fn phrase(&self) -> String {
+        match self {
+            Outlook::ExhaustedNow => "ports exhausted now: connect() fails with EADDRNOTAVAIL".to_string(),
+            Outlook::ExhaustedIn(s) => format!("exhausted in {s:.0} s at this rate"),
+            Outlook::AtLimit => {
+                "at the limit: closing about as fast as the budget sustains, so connects may fail at any moment"
+                    .to_string()
+            }
+            Outlook::LevelsOff(u) => format!("levels off at {:.0}% of the budget at this rate", u * 100.0),
+            Outlook::Never => "not on course to run out".to_string(),
+        }
+    }
+
+    /// Whether `self` is more urgent than `other`: exhausted now, then the
+    /// soonest run-out, at the limit, the highest level, never.
+    pub fn more_urgent_than(&self, other: &Outlook) -> bool {
+        fn rank(o: &Outlook) -> (u8, f64) {
+            match *o {
+                Outlook::ExhaustedNow => (4, 0.0),
+                Outlook::ExhaustedIn(s) => (3, -s),
+                Outlook::AtLimit => (2, 0.0),
+                Outlook::LevelsOff(u) => (1, u),
+                Outlook::Never => (0, 0.0),
+            }
+        }
+        rank(self) > rank(other)
+    }
+
+    /// Seconds to exhaustion: 0 when exhausted now, the forecast when on
+    /// course to run out, else `None`.
+    pub fn eta_s(&self) -> Option<f64> {
+        match *self {
+            Outlook::ExhaustedNow => Some(0.0),
+            Outlook::ExhaustedIn(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Outlook {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 /// The model's numbers for one tuple.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
@@ -253,8 +352,11 @@ pub struct Assessment {
     /// `available` ÷ hold time (the TIME_WAIT lifetime, or the reuse delay when
     /// `tw_reuse` applies).
     pub max_rate_per_s: f64,
-    /// Seconds to exhaustion at the current close rate; `None` = not on course.
+    /// Seconds to exhaustion at the current close rate ([`Outlook::eta_s`]);
+    /// `None` = not on course, or [`Outlook::AtLimit`].
     pub exhaustion_eta_s: Option<f64>,
+    /// Where it is heading, in one word ([`Outlook`]).
+    pub outlook: Outlook,
     /// The utilization this tuple levels off at if the close rate holds:
     /// (other sockets + rate × hold time) ÷ available (Little's law). Above 1
     /// it does not level off but runs out.
@@ -275,6 +377,9 @@ pub struct ModelParams {
     /// How long a TIME_WAIT socket holds its port without reuse, in seconds:
     /// the kernel's real mean lifetime ([`crate::linux::TimeWaitLifetime`]).
     pub time_wait_s: f64,
+    /// How far one socket's lifetime may stray from `time_wait_s`, either
+    /// way ([`crate::linux::TimeWaitLifetime::spread_s`]); 0 for a what-if.
+    pub time_wait_spread_s: f64,
 }
 
 fn ratio(part: u64, whole: u32) -> f64 {
@@ -307,11 +412,33 @@ pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &Model
     let close_rate_per_s = close_rate(&stats.time_wait_age, params.window_s);
     let exhaustion_eta_s = exhaustion_eta(&stats.time_wait_age, other_in_use, available, close_rate_per_s, hold_s);
     let utilization = ratio(blocking, available);
+    let steady_utilization = if available == 0 {
+        1.0
+    } else {
+        (other_in_use as f64 + close_rate_per_s * hold_s) / f64::from(available)
+    };
     let mut severity = params.thresholds.classify(utilization);
-    if exhaustion_eta_s.is_some() {
-        // On course to run out within the hold time: never merely "ok".
-        severity = severity.max(Severity::Warning);
+    let outlook = outlook(
+        stats,
+        available,
+        close_rate_per_s,
+        hold_s,
+        tw_reuse,
+        params,
+        exhaustion_eta_s,
+    );
+    match outlook {
+        // On course to run out, or at the limit: never merely "ok".
+        Outlook::ExhaustedIn(_) | Outlook::AtLimit => severity = severity.max(Severity::Warning),
+        Outlook::ExhaustedNow => severity = Severity::Critical,
+        Outlook::LevelsOff(_) | Outlook::Never => {}
     }
+    let outlook = match outlook {
+        Outlook::Never if severity > Severity::Ok && close_rate_per_s > 0.0 => {
+            Outlook::LevelsOff(steady_utilization.min(1.0))
+        }
+        outlook => outlook,
+    };
     Assessment {
         in_use,
         time_wait,
@@ -323,13 +450,52 @@ pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &Model
         utilization,
         close_rate_per_s,
         max_rate_per_s: max_sustainable_rate(available, hold_s),
-        exhaustion_eta_s,
-        steady_utilization: if available == 0 {
-            1.0
-        } else {
-            (other_in_use as f64 + close_rate_per_s * hold_s) / f64::from(available)
-        },
+        exhaustion_eta_s: outlook.eta_s(),
+        outlook,
+        steady_utilization,
         severity,
+    }
+}
+
+/// The forecast in one word. The point forecast (`eta`, at the measured
+/// rate and the mean lifetime) is trusted only when the steady level is
+/// beyond 100 % even at the low end of its uncertainty: the rate less one
+/// standard error (1/√n of the n sockets in the window, as for a count of
+/// independent arrivals) and the lifetime less its spread. When the high end
+/// reaches 100 % but the low end does not, or the point forecast runs out
+/// while the steady level is below 100 % (the last free ports go before old
+/// sockets expire), the tuple is at the limit. `Never` is refined into
+/// `LevelsOff` by the caller, which knows the severity.
+fn outlook(
+    stats: &TupleStats,
+    available: u32,
+    rate: f64,
+    hold_s: f64,
+    tw_reuse: bool,
+    params: &ModelParams,
+    eta: Option<f64>,
+) -> Outlook {
+    if eta.is_some_and(|t| t <= 0.0) {
+        return Outlook::ExhaustedNow;
+    }
+    let window = (params.window_s as usize).clamp(1, AGE_BUCKETS);
+    let counted: u64 = stats.time_wait_age[..window].iter().map(|&n| u64::from(n)).sum();
+    let rate_error = if counted == 0 {
+        0.0
+    } else {
+        1.0 / (counted as f64).sqrt()
+    };
+    // With tw_reuse the hold time is the reuse delay, not the timer's.
+    let spread = if tw_reuse { 0.0 } else { params.time_wait_spread_s };
+    let other = (stats.in_use() - stats.states.get(TcpState::TimeWait)) as f64;
+    let level = |rate: f64, hold: f64| (other + rate * hold.max(0.0)) / f64::from(available.max(1));
+    let low = level(rate * (1.0 - rate_error), hold_s - spread);
+    let high = level(rate * (1.0 + rate_error), hold_s + spread);
+    match eta {
+        Some(t) if low >= 1.0 => Outlook::ExhaustedIn(t),
+        Some(_) => Outlook::AtLimit,
+        None if high >= 1.0 && rate > 0.0 => Outlook::AtLimit,
+        None => Outlook::Never,
     }
 }
 
@@ -345,6 +511,7 @@ mod tests {
         },
         reuse_delay_ms: 1000,
         time_wait_s: TIME_WAIT_SECS,
+        time_wait_spread_s: 0.0,
     };
 
     /// A tuple that has been closing `rate` connections a second, evenly, for
@@ -447,11 +614,72 @@ mod tests {
         stats.time_wait_age[0] = 80;
         let a = assess(&stats, 1000, false, &ModelParams { window_s: 1, ..PARAMS });
         assert_eq!(a.exhaustion_eta_s, Some(0.25));
-        // At 20/s: 1,200 at steady state, so it runs out once the old ones are
-        // replaced: 20 now + 20/s × t = 1,000 at t = 49 s.
-        stats.time_wait_age[0] = 20;
-        let a = assess(&stats, 1000, false, &ModelParams { window_s: 1, ..PARAMS });
-        assert_eq!(a.exhaustion_eta_s, Some(49.0));
+        // 10 s at 20/s (1,200 at steady state) beside 700 about to expire: it
+        // runs out once the old ones are gone: 200 + 20/s × t = 1,000 at 40 s.
+        let mut stats = churned(20, 10, 0);
+        stats.time_wait_age[59] = 700;
+        stats.states.add(TcpState::TimeWait, 700);
+        let a = assess(&stats, 1000, false, &PARAMS);
+        assert_eq!(a.outlook, Outlook::ExhaustedIn(40.0));
+        assert_eq!(a.exhaustion_eta_s, Some(40.0));
+    }
+
+    /// A churn at the rate the budget sustains: the point forecast flips
+    /// between "runs out in a second" and "levels off at 98 %" with every
+    /// socket more or less in the window, and with the timer wheel's batches
+    /// of expiries. The outlook stays "at the limit" through all of them;
+    /// beyond the uncertainty it is a run-out or a level again.
+    #[test]
+    fn the_outlook_is_stable_at_the_edge() {
+        let params = ModelParams {
+            time_wait_s: 61.024,
+            time_wait_spread_s: 1.028,
+            ..PARAMS
+        };
+        // `rate` per second for a minute, the window's count off by a few
+        // sockets, the oldest second thinned or thickened as a batch of
+        // expiries leaves or is due. Returns the outlook and whether the point
+        // forecast alone would say "runs out".
+        let at = |rate: f64, jitter: usize| {
+            let mut stats = TupleStats::default();
+            let whole = rate.floor() as u32;
+            for (age, bucket) in stats.time_wait_age.iter_mut().enumerate() {
+                *bucket = whole + u32::from(age % 3 == 0);
+            }
+            stats.time_wait_age[0] = whole + 3 * (jitter % 5) as u32 - 8;
+            let (older, oldest) = [(0, 0), (whole, 0), (whole, whole), (whole, 2 * whole)][jitter % 4];
+            stats.time_wait_age[58] = older;
+            stats.time_wait_age[59] = oldest;
+            let time_wait: u32 = stats.time_wait_age.iter().sum();
+            stats.states.add(TcpState::TimeWait, u64::from(time_wait));
+            let a = assess(&stats, 1000, false, &params);
+            let point = exhaustion_eta(&stats.time_wait_age, 0, 1000, a.close_rate_per_s, params.time_wait_s);
+            (a, point.is_some())
+        };
+        let sustainable = 1000.0 / 61.024;
+        let mut contradictions = 0;
+        for jitter in 0..20 {
+            let (a, runs_out) = at(sustainable, jitter);
+            assert_eq!(a.outlook, Outlook::AtLimit, "jitter {jitter}: {a:?}");
+            assert_eq!(a.exhaustion_eta_s, None);
+            assert!(a.severity >= Severity::Warning);
+            contradictions += usize::from(runs_out && a.steady_utilization < 1.0);
+        }
+        // Alone, the point forecast says "runs out in a second" where the
+        // steady level says "levels off below 100 %".
+        assert!(contradictions >= 5, "{contradictions}");
+        // Well beyond the uncertainty the forecast is a number again…
+        let (above, _) = at(2.0 * sustainable, 1);
+        assert!(
+            matches!(above.outlook, Outlook::ExhaustedNow | Outlook::ExhaustedIn(_)),
+            "{above:?}"
+        );
+        // …or a level.
+        let (below, _) = at(0.6 * sustainable, 1);
+        assert!(
+            matches!(below.outlook, Outlook::LevelsOff(u) if (0.5..0.7).contains(&u)),
+            "{below:?}"
+        );
     }
 
     #[test]

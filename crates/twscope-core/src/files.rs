@@ -58,7 +58,48 @@ pub fn kind_of(meta: &std::fs::Metadata) -> &'static str {
 /// file"), is larger than `cap`, or is not UTF-8. The message never quotes the
 /// content.
 pub fn read_regular(path: &Path, cap: u64) -> io::Result<String> {
-    let file = open_nonblocking(path)?;
+    read_opened(open_nonblocking(path)?, cap)
+}
+
+/// [`read_regular`] of `relative` as seen from inside another process's root
+/// (`/proc/PID/root`): symbolic links resolve against that root, as they do
+/// for the process itself (`openat2(RESOLVE_IN_ROOT)`, Linux 5.6). Opening
+/// `/proc/PID/root/var/run/…` plainly would follow an absolute link such as
+/// `/var/run → /run` out into the caller's own root.
+pub fn read_in_root(root: &Path, relative: &Path, cap: u64) -> io::Result<String> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(root)?;
+    let relative = CString::new(relative.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+    // SAFETY: an all-zero open_how is a valid value of a plain C struct.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads the NUL-terminated path and the open_how we own,
+    // on a directory descriptor we own; a descriptor it returns is ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            relative.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from openat2, owned by nothing else.
+    read_opened(unsafe { File::from_raw_fd(fd as i32) }, cap)
+}
+
+/// The checks and the capped read of [`read_regular`], on an opened file.
+fn read_opened(file: File, cap: u64) -> io::Result<String> {
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
         return Err(io::Error::new(

@@ -19,6 +19,8 @@
 //! - [`kernel`] reads the namespace's sysctls and counters.
 //! - [`files`] reads user-named files safely: no FIFO hangs, a size cap.
 //! - [`netns`] enters a network namespace (`--netns`).
+//! - [`node`] finds every namespace of the node, says whose it is (pod,
+//!   container, processes) and reads each on a worker pool (`--netns all`).
 //! - [`census`] aggregates a dump per destination tuple and listening port.
 //! - [`capacity`] is the port-budget model: availability, rates, forecast.
 //! - [`plan`] runs the same model on a what-if workload (`twscope plan`).
@@ -36,7 +38,7 @@
 //! println!("{}", status.verdict.summary);
 //! // A view selects; the doctor reads the same model.
 //! for d in status.report(&Selection::default()).destinations {
-//!     println!("{} {:.0}% {}", d.endpoint(), d.utilization * 100.0, d.outlook().short());
+//!     println!("{} {:.0}% {}", d.endpoint(), d.utilization * 100.0, d.outlook.short());
 //! }
 //! println!("{} findings", diagnose(&status).findings.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -51,6 +53,7 @@ pub mod files;
 pub mod kernel;
 pub mod linux;
 pub mod netns;
+pub mod node;
 pub mod plan;
 pub mod sockdiag;
 pub mod status;
@@ -60,10 +63,11 @@ pub mod tune;
 // The surface a view needs, in one place: take a census (`Status::collect`),
 // select (`Selection`), diagnose (`diagnose`), plan (`Workload`). The modules
 // stay public for the exporter, the lab and tests that need their parts.
-pub use capacity::{Severity, Thresholds};
+pub use capacity::{Outlook, Severity, Thresholds};
 pub use doctor::{diagnose, Finding, FindingId, Level, RemedyKind, Report};
 pub use linux::TimeWaitLifetime;
 pub use netns::{NetnsInfo, NetnsSpec};
+pub use node::{Identity, NamespaceStatus, Node, NodeOptions};
 pub use plan::{Plan, Workload};
 pub use sockdiag::TcpState;
-pub use status::{DestFilter, Destination, Outlook, Readings, Selection, Status, StatusOptions, StatusReport};
+pub use status::{DestFilter, Destination, Readings, Selection, Status, StatusOptions, StatusReport};

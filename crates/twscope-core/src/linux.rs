@@ -29,6 +29,11 @@ pub const DEFAULT_TW_REUSE_DELAY_MS: u32 = 1000;
 /// Where `ip netns add` bind-mounts named namespaces.
 pub const NAMED_NETNS_DIR: &str = "/run/netns";
 
+/// The inode of the init (host) network namespace: fixed by the kernel
+/// (`PROC_NET_INIT_INO`, `include/linux/proc_ns.h`), so the host is known
+/// even where PID 1's `/proc/1/ns/net` is closed to the caller.
+pub const INIT_NET_INODE: u64 = 0xEFFF_FFF9;
+
 /// Ports in an inclusive range (`32768–60999` → 28,232).
 pub fn range_size(range: (u16, u16)) -> u32 {
     if range.0 > range.1 {
@@ -134,6 +139,12 @@ impl TimeWaitLifetime {
     /// The mean time a TIME_WAIT socket is held: 60 s plus half a bucket.
     pub fn mean_s(&self) -> f64 {
         TIME_WAIT_SECS + self.granularity_s / 2.0
+    }
+
+    /// How far one socket's lifetime strays from [`Self::mean_s`], either
+    /// way: half a bucket, and a jiffy for the tick it was armed in.
+    pub fn spread_s(&self) -> f64 {
+        self.granularity_s / 2.0 + 1.0 / f64::from(self.hz)
     }
 
     /// The longest a TIME_WAIT socket is held: 60 s plus one bucket (and a jiffy).

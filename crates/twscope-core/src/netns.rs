@@ -109,10 +109,18 @@ pub enum NetnsError {
         /// More on what to do, starting with "; " (or empty).
         hint: String,
     },
-    /// `setns` (or opening the file) was refused: entering a namespace needs
-    /// `CAP_SYS_ADMIN`.
+    /// `setns` was refused: entering a namespace needs `CAP_SYS_ADMIN`.
     #[error("entering network namespace {label} needs CAP_SYS_ADMIN: run as root (sudo) or grant the capability")]
     Permission {
+        /// The namespace as the user named it ([`NetnsSpec::label`]).
+        label: String,
+    },
+    /// Opening another process's namespace file was refused: a ptrace read
+    /// check, passed by its owner or with `CAP_SYS_PTRACE`.
+    #[error(
+        "opening network namespace {label} needs CAP_SYS_PTRACE (it belongs to another user's process), and entering it CAP_SYS_ADMIN: run as root (sudo) or grant both"
+    )]
+    OpenPermission {
         /// The namespace as the user named it ([`NetnsSpec::label`]).
         label: String,
     },
@@ -170,7 +178,7 @@ pub fn identify() -> io::Result<NetnsInfo> {
 /// namespace file) has that inode, else the first entry of `named_dir` that
 /// does, else `netns inode N`. What cannot be read is skipped, never guessed.
 fn name_of(inode: u64, init: &Path, named_dir: &Path) -> String {
-    if std::fs::metadata(init).is_ok_and(|m| m.ino() == inode) {
+    if inode == crate::linux::INIT_NET_INODE || std::fs::metadata(init).is_ok_and(|m| m.ino() == inode) {
         return "host".to_string();
     }
     let mut names: Vec<String> = std::fs::read_dir(named_dir)
@@ -203,8 +211,8 @@ pub fn enter(spec: &NetnsSpec) -> Result<NetnsInfo, NetnsError> {
                 path: path.clone(),
             }
         } else if source.kind() == io::ErrorKind::PermissionDenied {
-            // Another user's /proc/PID/ns/net: the same privilege fixes it.
-            NetnsError::Permission { label: label.clone() }
+            // Another user's /proc/PID/ns/net: a ptrace read check.
+            NetnsError::OpenPermission { label: label.clone() }
         } else {
             NetnsError::Open {
                 label: label.clone(),
@@ -310,6 +318,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Our own namespace file stands in for PID 1's.
         assert_eq!(name_of(me, Path::new("/proc/thread-self/ns/net"), dir.path()), "host");
+        // The init namespace's inode is fixed: the host even with /proc/1 closed.
+        assert_eq!(
+            name_of(crate::linux::INIT_NET_INODE, Path::new("/nonexistent"), dir.path()),
+            "host"
+        );
+        if me == crate::linux::INIT_NET_INODE {
+            return; // the rest needs a namespace that is not the host's
+        }
         let not_init = Path::new("/nonexistent");
         assert_eq!(name_of(me, not_init, dir.path()), format!("netns inode {me}"));
         // A named entry with the same inode gives its name.

@@ -19,5 +19,5 @@ pub mod snapshot;
 pub mod web_config;
 
 pub use server::{serve, serve_connection, Exporter, Limits};
-pub use snapshot::{SnapshotOptions, Snapshots};
+pub use snapshot::{Scope, SnapshotOptions, Snapshots};
 pub use web_config::WebConfig;

@@ -5,57 +5,30 @@
 //! `max_destinations` destinations by sockets in use get their own series, the
 //! rest are folded into one `dst="other"` series.
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
+use twscope_core::diagnose;
 use twscope_core::doctor::{Finding, Report};
-#[cfg(doc)]
-use twscope_core::status::DestinationSum;
-use twscope_core::status::{Destination, Status};
+use twscope_core::node::{NamespaceStatus, Node};
+use twscope_core::status::{Destination, DestinationSum, Status};
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DestinationLabels {
-    /// Address without brackets, or `other` for the folded rest.
-    dst: String,
-    /// Port, empty for `other`.
-    dst_port: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PortLabel {
-    port: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FindingLabels {
-    id: String,
-    severity: String,
-}
+/// A series' labels in order: `netns` first in all-namespaces mode, then the
+/// metric's own.
+type Labels = Vec<(String, String)>;
 
 /// A finding's labels: its stable string id (`port-range-narrow`) and level
 /// name (`warning`), spelled as `twscope doctor --json` spells them.
-fn finding_labels(f: &Finding) -> FindingLabels {
-    FindingLabels {
-        id: f.id.as_str().to_string(),
-        severity: f.severity.name().to_string(),
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: String,
-    netns: String,
+fn finding_labels(f: &Finding) -> [(&'static str, String); 2] {
+    [
+        ("id", f.id.as_str().to_string()),
+        ("severity", f.severity.name().to_string()),
+    ]
 }
 
 /// The exporter's own numbers at the time of a snapshot.
@@ -86,7 +59,8 @@ pub struct ProtectionCounts {
 
 /// One row of the bounded destination table.
 struct Row {
-    labels: DestinationLabels,
+    dst: String,
+    dst_port: String,
     time_wait: u64,
     established: u64,
     in_use: u64,
@@ -99,10 +73,8 @@ struct Row {
 
 fn row(d: &Destination) -> Row {
     Row {
-        labels: DestinationLabels {
-            dst: d.addr.clone(),
-            dst_port: d.port.to_string(),
-        },
+        dst: d.addr.clone(),
+        dst_port: d.port.to_string(),
         time_wait: d.time_wait,
         established: d.established,
         in_use: d.in_use,
@@ -114,341 +86,472 @@ fn row(d: &Destination) -> Row {
     }
 }
 
+/// `dst="other"`: destinations summed by the core ([`DestinationSum`]).
+fn other_row(sum: DestinationSum) -> Row {
+    Row {
+        dst: "other".into(),
+        dst_port: String::new(),
+        time_wait: sum.time_wait,
+        established: sum.established,
+        in_use: sum.in_use,
+        available: sum.available,
+        utilization: sum.utilization,
+        closes_per_s: sum.close_rate_per_s,
+        max_closes_per_s: sum.max_rate_per_s,
+        exhaustion_s: sum.exhaustion_eta_s.unwrap_or(f64::INFINITY),
+    }
+}
+
 /// The top `max` destinations by sockets in use, and the rest as one
-/// `dst="other"` row summed by the core ([`DestinationSum`]).
+/// `dst="other"` row.
 fn bounded_rows(status: &Status, max: usize) -> Vec<Row> {
     let (top, rest) = status.busiest_and_rest(max);
     let mut rows: Vec<Row> = top.iter().map(row).collect();
-    if let Some(sum) = rest {
-        rows.push(Row {
-            labels: DestinationLabels {
-                dst: "other".into(),
-                dst_port: String::new(),
-            },
-            time_wait: sum.time_wait,
-            established: sum.established,
-            in_use: sum.in_use,
-            available: sum.available,
-            utilization: sum.utilization,
-            closes_per_s: sum.close_rate_per_s,
-            max_closes_per_s: sum.max_rate_per_s,
-            exhaustion_s: sum.exhaustion_eta_s.unwrap_or(f64::INFINITY),
-        });
-    }
+    rows.extend(rest.map(other_row));
     rows
 }
 
-fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
-    let g = FloatGauge::default();
-    g.set(value);
-    registry.register(name, help, g);
+/// One metric family of any of the three kinds the exporter uses.
+enum Kind {
+    Int(Family<Labels, Gauge>),
+    Float(Family<Labels, FloatGauge>),
+    Count(Family<Labels, Counter>),
 }
 
-fn gauge_unit(registry: &mut Registry, name: &str, help: &str, unit: Unit, value: f64) {
-    let g = FloatGauge::default();
-    g.set(value);
-    registry.register_with_unit(name, help, unit, g);
-}
-
-fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
-    let c: Counter = Counter::default();
-    c.inc_by(value);
-    registry.register(name, help, c);
-}
-
-/// A family of float gauges over destination rows.
-fn destination_family(
-    registry: &mut Registry,
-    rows: &[Row],
-    name: &str,
-    help: &str,
+struct Metric {
+    name: &'static str,
+    help: &'static str,
     unit: Option<Unit>,
-    value: impl Fn(&Row) -> f64,
-) {
-    let family = Family::<DestinationLabels, FloatGauge>::default();
-    for r in rows {
-        family.get_or_create(&r.labels).set(value(r));
+    kind: Kind,
+}
+
+/// Collects series per family, so a family that gets series from several
+/// namespaces is registered (and encoded) once, in first-use order.
+#[derive(Default)]
+struct Builder {
+    metrics: Vec<Metric>,
+    /// The `netns` label every per-namespace series gets; `None` when the
+    /// exporter reads one namespace.
+    netns: Option<String>,
+}
+
+impl Builder {
+    fn family(&mut self, name: &'static str, help: &'static str, unit: Option<Unit>, make: fn() -> Kind) -> &mut Kind {
+        let i = match self.metrics.iter().position(|m| m.name == name) {
+            Some(i) => i,
+            None => {
+                self.metrics.push(Metric {
+                    name,
+                    help,
+                    unit,
+                    kind: make(),
+                });
+                self.metrics.len() - 1
+            }
+        };
+        &mut self.metrics[i].kind
     }
-    match unit {
-        Some(unit) => registry.register_with_unit(name, help, unit, family),
-        None => registry.register(name, help, family),
+
+    fn labels(&self, own: &[(&str, String)]) -> Labels {
+        let netns = self.netns.iter().map(|n| ("netns".to_string(), n.clone()));
+        netns
+            .chain(own.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .collect()
+    }
+
+    /// Registers an empty float family (so it is listed even without series).
+    fn declare_float(&mut self, name: &'static str, help: &'static str, unit: Option<Unit>) {
+        self.family(name, help, unit, || Kind::Float(Family::default()));
+    }
+
+    fn float(&mut self, name: &'static str, help: &'static str, unit: Option<Unit>, own: &[(&str, String)], v: f64) {
+        let labels = self.labels(own);
+        if let Kind::Float(f) = self.family(name, help, unit, || Kind::Float(Family::default())) {
+            f.get_or_create(&labels).set(v);
+        }
+    }
+
+    fn int(&mut self, name: &'static str, help: &'static str, own: &[(&str, String)], v: i64) {
+        let labels = self.labels(own);
+        if let Kind::Int(f) = self.family(name, help, None, || Kind::Int(Family::default())) {
+            f.get_or_create(&labels).set(v);
+        }
+    }
+
+    /// Adds `v` to an integer series (several findings of one id count up).
+    fn int_add(&mut self, name: &'static str, help: &'static str, own: &[(&str, String)], v: i64) {
+        let labels = self.labels(own);
+        if let Kind::Int(f) = self.family(name, help, None, || Kind::Int(Family::default())) {
+            f.get_or_create(&labels).inc_by(v);
+        }
+    }
+
+    fn declare_int(&mut self, name: &'static str, help: &'static str) {
+        self.family(name, help, None, || Kind::Int(Family::default()));
+    }
+
+    fn count(&mut self, name: &'static str, help: &'static str, own: &[(&str, String)], v: u64) {
+        let labels = self.labels(own);
+        if let Kind::Count(f) = self.family(name, help, None, || Kind::Count(Family::default())) {
+            f.get_or_create(&labels).inc_by(v);
+        }
+    }
+
+    fn finish(self) -> Registry {
+        let mut r = Registry::with_prefix("twscope");
+        for m in self.metrics {
+            match (m.kind, m.unit) {
+                (Kind::Int(f), Some(u)) => r.register_with_unit(m.name, m.help, u, f),
+                (Kind::Int(f), None) => r.register(m.name, m.help, f),
+                (Kind::Float(f), Some(u)) => r.register_with_unit(m.name, m.help, u, f),
+                (Kind::Float(f), None) => r.register(m.name, m.help, f),
+                (Kind::Count(f), Some(u)) => r.register_with_unit(m.name, m.help, u, f),
+                (Kind::Count(f), None) => r.register(m.name, m.help, f),
+            }
+        }
+        r
     }
 }
 
-/// Builds the registry for one snapshot.
-pub fn registry(status: &Status, report: &Report, max_destinations: usize, stats: ExporterStats) -> Registry {
-    let mut r = Registry::with_prefix("twscope");
+fn ratio() -> Option<Unit> {
+    Some(Unit::Other("ratio".into()))
+}
 
-    let sockets = Family::<StateLabel, Gauge>::default();
-    for (state, n) in status.states.iter() {
-        sockets
-            .get_or_create(&StateLabel {
-                state: state.name().to_string(),
-            })
-            .set(n as i64);
+/// The destination families over `rows`.
+fn destinations(b: &mut Builder, rows: &[Row]) {
+    type Value = fn(&Row) -> f64;
+    let families: [(&'static str, &'static str, Option<Unit>, Value); 8] = [
+        ("destination_time_wait_sockets", "Outbound TIME_WAIT sockets per destination (dst without brackets)", None, |d| d.time_wait as f64),
+        ("destination_established_sockets", "Outbound ESTABLISHED sockets per destination", None, |d| d.established as f64),
+        ("destination_in_use_sockets", "Outbound sockets per destination in any state: each holds a source port", None, |d| d.in_use as f64),
+        ("destination_available_ports", "Source ports a destination may use: the per-source budget times source addresses", None, |d| d.available as f64),
+        ("destination_utilization", "Share of a destination's source ports taken (TIME_WAIT younger than the reuse delay when tcp_tw_reuse applies)", ratio(), |d| d.utilization),
+        ("destination_closes_per_second", "Connections closed into TIME_WAIT per second, from the TIME_WAIT ages of one dump", None, |d| d.closes_per_s),
+        ("destination_max_closes_per_second", "Highest sustainable close rate: available ports / 60 s (or / the reuse delay with tcp_tw_reuse)", None, |d| d.max_closes_per_s),
+        ("destination_exhaustion", "Seconds until the destination runs out of source ports at the current rate; +Inf when not on course", Some(Unit::Seconds), |d| d.exhaustion_s),
+    ];
+    for (name, help, unit, value) in families {
+        b.declare_float(name, help, unit.clone());
+        for r in rows {
+            b.float(
+                name,
+                help,
+                unit.clone(),
+                &[("dst", r.dst.clone()), ("dst_port", r.dst_port.clone())],
+                value(r),
+            );
+        }
     }
-    r.register(
-        "sockets",
-        "TCP sockets of the network namespace by kernel state, as ss -tan counts them",
-        sockets,
-    );
+}
 
-    let rows = bounded_rows(status, max_destinations);
-    destination_family(
-        &mut r,
-        &rows,
-        "destination_time_wait_sockets",
-        "Outbound TIME_WAIT sockets per destination (dst without brackets)",
-        None,
-        |d| d.time_wait as f64,
-    );
-    destination_family(
-        &mut r,
-        &rows,
-        "destination_established_sockets",
-        "Outbound ESTABLISHED sockets per destination",
-        None,
-        |d| d.established as f64,
-    );
-    destination_family(
-        &mut r,
-        &rows,
-        "destination_in_use_sockets",
-        "Outbound sockets per destination in any state: each holds a source port",
-        None,
-        |d| d.in_use as f64,
-    );
-    destination_family(
-        &mut r,
-        &rows,
-        "destination_available_ports",
-        "Source ports a destination may use: the per-source budget times source addresses",
-        None,
-        |d| d.available as f64,
-    );
-    destination_family(&mut r, &rows, "destination_utilization", "Share of a destination's source ports taken (TIME_WAIT younger than the reuse delay when tcp_tw_reuse applies)", Some(Unit::Other("ratio".into())), |d| d.utilization);
-    destination_family(
-        &mut r,
-        &rows,
-        "destination_closes_per_second",
-        "Connections closed into TIME_WAIT per second, from the TIME_WAIT ages of one dump",
-        None,
-        |d| d.closes_per_s,
-    );
-    destination_family(
-        &mut r,
-        &rows,
-        "destination_max_closes_per_second",
-        "Highest sustainable close rate: available ports / 60 s (or / the reuse delay with tcp_tw_reuse)",
-        None,
-        |d| d.max_closes_per_s,
-    );
-    destination_family(
-        &mut r,
-        &rows,
-        "destination_exhaustion",
-        "Seconds until the destination runs out of source ports at the current rate; +Inf when not on course",
-        Some(Unit::Seconds),
-        |d| d.exhaustion_s,
-    );
-    gauge(
-        &mut r,
+const SOCKETS_HELP: &str = "TCP sockets of the network namespace by kernel state, as ss -tan counts them";
+
+/// Everything of one namespace: sockets, destinations, range, sysctls,
+/// counters, findings.
+fn namespace(b: &mut Builder, status: &Status, report: &Report, max_destinations: usize) {
+    b.declare_int("sockets", SOCKETS_HELP);
+    for (state, n) in status.states.iter() {
+        b.int(
+            "sockets",
+            SOCKETS_HELP,
+            &[("state", state.name().to_string())],
+            n as i64,
+        );
+    }
+    destinations(b, &bounded_rows(status, max_destinations));
+    b.float(
         "destinations",
         "Outbound destinations seen, before the --max-destinations cut",
+        None,
+        &[],
         status.destinations.len() as f64,
     );
-
-    let inbound = Family::<PortLabel, Gauge>::default();
+    const INBOUND: &str = "Server-side TIME_WAIT sockets per listening port (no ephemeral port cost)";
+    b.declare_int("inbound_time_wait_sockets", INBOUND);
     for i in &status.inbound {
-        inbound
-            .get_or_create(&PortLabel {
-                port: i.port.to_string(),
-            })
-            .set(i.time_wait as i64);
+        b.int(
+            "inbound_time_wait_sockets",
+            INBOUND,
+            &[("port", i.port.to_string())],
+            i.time_wait as i64,
+        );
     }
-    r.register(
-        "inbound_time_wait_sockets",
-        "Server-side TIME_WAIT sockets per listening port (no ephemeral port cost)",
-        inbound,
-    );
 
     let e = &status.ephemeral;
-    gauge(
-        &mut r,
+    b.float(
         "ephemeral_range_ports",
         "Ports in net.ipv4.ip_local_port_range (inclusive)",
+        None,
+        &[],
         f64::from(e.size),
     );
-    gauge(
-        &mut r,
+    b.float(
         "ephemeral_reserved_ports",
         "Ports of net.ipv4.ip_local_reserved_ports inside the range",
+        None,
+        &[],
         f64::from(e.reserved),
     );
-    gauge(
-        &mut r,
+    b.float(
         "ephemeral_listener_ports",
         "Listening ports inside the range and not reserved",
+        None,
+        &[],
         e.listeners_in_range.len() as f64,
     );
-    gauge(
-        &mut r,
+    b.float(
         "ephemeral_available_ports",
         "Ports each (source address, destination) pair may use",
+        None,
+        &[],
         f64::from(e.available),
     );
 
     let s = &status.settings;
-    gauge(
-        &mut r,
+    b.float(
         "sysctl_tcp_tw_reuse",
         "net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 loopback only",
+        None,
+        &[],
         f64::from(s.tcp_tw_reuse),
     );
-    gauge_unit(
-        &mut r,
+    b.float(
         "sysctl_tcp_tw_reuse_delay",
         "TIME_WAIT reuse delay (net.ipv4.tcp_tw_reuse_delay, or the built-in 1 s)",
-        Unit::Seconds,
+        Some(Unit::Seconds),
+        &[],
         f64::from(s.reuse_delay_ms()) / 1000.0,
     );
-    gauge(
-        &mut r,
+    b.float(
         "sysctl_tcp_timestamps",
         "net.ipv4.tcp_timestamps",
+        None,
+        &[],
         f64::from(s.tcp_timestamps),
     );
-    gauge(
-        &mut r,
+    b.float(
         "sysctl_tcp_max_tw_buckets",
         "net.ipv4.tcp_max_tw_buckets: the TIME_WAIT cap of the namespace",
+        None,
+        &[],
         s.tcp_max_tw_buckets as f64,
     );
-    gauge_unit(
-        &mut r,
+    b.float(
         "sysctl_tcp_fin_timeout",
         "net.ipv4.tcp_fin_timeout (FIN_WAIT2 only, not TIME_WAIT)",
-        Unit::Seconds,
+        Some(Unit::Seconds),
+        &[],
         f64::from(s.tcp_fin_timeout),
     );
     if let Some(recycle) = s.tcp_tw_recycle {
-        gauge(
-            &mut r,
+        b.float(
             "sysctl_tcp_tw_recycle",
             "net.ipv4.tcp_tw_recycle (kernels before 4.12; must be 0)",
+            None,
+            &[],
             f64::from(recycle),
         );
     }
 
     let c = &status.counters;
-    counter(
-        &mut r,
+    b.count(
         "kernel_active_opens",
         "Tcp ActiveOpens: outbound connect()s",
+        &[],
         c.active_opens,
     );
-    counter(
-        &mut r,
+    b.count(
         "kernel_time_wait_entered",
         "TcpExt TW: sockets that entered TIME_WAIT with the full timer; rate() is the close rate",
+        &[],
         c.tw,
     );
-    counter(
-        &mut r,
+    b.count(
         "kernel_time_wait_recycled",
         "TcpExt TWRecycled: TIME_WAIT 4-tuples taken over by tcp_tw_reuse",
+        &[],
         c.tw_recycled,
     );
-    counter(
-        &mut r,
+    b.count(
         "kernel_time_wait_killed",
         "TcpExt TWKilled: sockets given a short TIME_WAIT",
+        &[],
         c.tw_killed,
     );
-    counter(
-        &mut r,
+    b.count(
         "kernel_time_wait_overflow",
         "TcpExt TCPTimeWaitOverflow: TIME_WAIT skipped at tcp_max_tw_buckets",
+        &[],
         c.tcp_time_wait_overflow,
     );
-    gauge(
-        &mut r,
+    b.float(
         "kernel_time_wait_sockets",
         "TIME_WAIT sockets per /proc/net/sockstat (tw)",
+        None,
+        &[],
         c.sockstat_tw as f64,
     );
     if let Some(ct) = status.conntrack {
-        gauge(&mut r, "conntrack_entries", "nf_conntrack_count", ct.count as f64);
-        gauge(&mut r, "conntrack_entries_limit", "nf_conntrack_max", ct.max as f64);
+        b.float("conntrack_entries", "nf_conntrack_count", None, &[], ct.count as f64);
+        b.float("conntrack_entries_limit", "nf_conntrack_max", None, &[], ct.max as f64);
     }
 
-    let findings = Family::<FindingLabels, Gauge>::default();
+    const FINDING: &str = "twscope doctor findings by id and severity (value: how many)";
+    b.declare_int("finding", FINDING);
     for f in &report.findings {
-        findings.get_or_create(&finding_labels(f)).inc();
+        let [id, severity] = finding_labels(f);
+        b.int_add("finding", FINDING, &[id, severity], 1);
     }
-    r.register(
-        "finding",
-        "twscope doctor findings by id and severity (value: how many)",
-        findings,
-    );
+}
 
-    gauge_unit(
-        &mut r,
+/// The exporter's own series, and `build_info` naming what it reads.
+fn exporter(b: &mut Builder, stats: ExporterStats, reads: &str) {
+    b.netns = None;
+    b.float(
         "scrape_duration",
         "Time the kernel dump and model took for this snapshot",
-        Unit::Seconds,
+        Some(Unit::Seconds),
+        &[],
         stats.duration_s,
     );
-    counter(
-        &mut r,
+    b.count(
         "dumps",
         "Kernel dumps made since start (concurrent scrapes share one)",
+        &[],
         stats.dumps,
     );
-    counter(
-        &mut r,
+    b.count(
         "scrape_errors",
         "Dumps that failed or timed out since start",
+        &[],
         stats.errors,
     );
     let p = stats.protections;
-    counter(
-        &mut r,
+    b.count(
         "exporter_connections_evicted",
         "Idle connections closed to admit a new one at --web.max-connections",
+        &[],
         p.evicted,
     );
-    counter(
-        &mut r,
+    b.count(
         "exporter_connections_refused",
         "Connections refused at --web.max-connections with every connection busy",
+        &[],
         p.refused,
     );
-    counter(
-        &mut r,
+    b.count(
         "exporter_connections_timed_out",
         "Connections closed for idleness or a slow request head or TLS handshake",
+        &[],
         p.timed_out,
     );
-    counter(
-        &mut r,
+    b.count(
         "exporter_auth_throttled",
         "Requests answered 429: too many password checks waiting",
+        &[],
         p.auth_throttled,
     );
-    let build = Family::<BuildLabels, Gauge>::default();
-    build
-        .get_or_create(&BuildLabels {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            netns: status.netns.name.clone(),
-        })
-        .set(1);
-    r.register(
+    b.int(
         "build_info",
         "twscope version and the network namespace it reads",
-        build,
+        &[
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("netns", reads.to_string()),
+        ],
+        1,
     );
-    r
+}
+
+/// Builds the registry for one snapshot of one namespace.
+pub fn registry(status: &Status, report: &Report, max_destinations: usize, stats: ExporterStats) -> Registry {
+    let mut b = Builder::default();
+    namespace(&mut b, status, report, max_destinations);
+    exporter(&mut b, stats, &status.netns.name);
+    b.finish()
+}
+
+/// Limits on the series of `serve --netns all`.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeLimits {
+    /// Namespaces with their own series, most pressed first; the rest are
+    /// summed into `netns="other"`.
+    pub max_namespaces: usize,
+    /// Destinations with their own series in each of them; the rest into
+    /// `dst="other"`.
+    pub max_destinations: usize,
+}
+
+/// Builds the registry for one snapshot of the whole node: each of the
+/// `max_namespaces` most pressed namespaces with a `netns` label (its inode)
+/// and a `twscope_netns_info` series naming its pod, container and runtime
+/// (`group_left` joins); the rest summed into `netns="other"`.
+pub fn node_registry(node: &Node, limits: NodeLimits, stats: ExporterStats) -> Registry {
+    let mut b = Builder::default();
+    let readable: Vec<(&NamespaceStatus, &Status)> = node
+        .namespaces
+        .iter()
+        .filter_map(|n| Some((n, n.status.as_ref()?)))
+        .collect();
+    let (top, rest) = readable.split_at(readable.len().min(limits.max_namespaces));
+    for (n, status) in top {
+        b.netns = Some(n.identity.inode.to_string());
+        namespace(&mut b, status, &diagnose(status), limits.max_destinations);
+    }
+    if !rest.is_empty() {
+        b.netns = Some("other".to_string());
+        let mut states = twscope_core::census::StateCounts::default();
+        for (_, status) in rest {
+            for (state, n) in status.states.iter() {
+                states.add(state, n);
+            }
+        }
+        for (state, n) in states.iter() {
+            b.int(
+                "sockets",
+                SOCKETS_HELP,
+                &[("state", state.name().to_string())],
+                n as i64,
+            );
+        }
+        let sum = DestinationSum::of(rest.iter().flat_map(|(_, s)| s.destinations.iter()));
+        if sum.destinations > 0 {
+            destinations(&mut b, &[other_row(sum)]);
+        }
+    }
+    b.netns = None;
+    const INFO: &str =
+        "Who a network namespace belongs to (join on netns with group_left; on pod_uid with kube-state-metrics)";
+    for (n, _) in top {
+        let id = &n.identity;
+        let pod = id.pod.as_ref();
+        let container = id.container.as_ref();
+        b.int(
+            "netns_info",
+            INFO,
+            &[
+                ("netns", id.inode.to_string()),
+                ("name", id.label()),
+                ("pod", pod.and_then(|p| p.name.clone()).unwrap_or_default()),
+                ("namespace", pod.and_then(|p| p.namespace.clone()).unwrap_or_default()),
+                ("pod_uid", pod.map(|p| p.uid.clone()).unwrap_or_default()),
+                ("container_id", container.map(|c| c.id.clone()).unwrap_or_default()),
+                ("runtime", container.and_then(|c| c.runtime.clone()).unwrap_or_default()),
+            ],
+            1,
+        );
+    }
+    const NAMESPACES: &str = "Network namespaces of the node: listed (with series or summed into netns=\"other\"), idle (no TCP socket), failed (not readable)";
+    let listed = readable.len() as i64;
+    b.int("namespaces", NAMESPACES, &[("state", "listed".into())], listed);
+    b.int("namespaces", NAMESPACES, &[("state", "idle".into())], node.idle as i64);
+    b.int(
+        "namespaces",
+        NAMESPACES,
+        &[("state", "failed".into())],
+        node.failed as i64,
+    );
+    exporter(&mut b, stats, "all");
+    b.finish()
 }
 
 /// Both encodings of one registry.
@@ -482,13 +585,13 @@ mod finding_label_tests {
         let labels = finding_labels(&finding(FindingId::PortRangeNarrow, Level::Critical));
         assert_eq!(
             labels,
-            FindingLabels {
-                id: "port-range-narrow".into(),
-                severity: "critical".into()
-            }
+            [
+                ("id", "port-range-narrow".to_string()),
+                ("severity", "critical".to_string())
+            ]
         );
         for id in FindingId::ALL {
-            assert_eq!(finding_labels(&finding(id, Level::Info)).id, id.as_str());
+            assert_eq!(finding_labels(&finding(id, Level::Info))[0].1, id.as_str());
         }
     }
 }

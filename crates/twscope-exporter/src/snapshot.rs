@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Mutex};
 use twscope_core::doctor;
 use twscope_core::netns::NetnsInfo;
+use twscope_core::node::{Node, NodeOptions};
 use twscope_core::status::{Status, StatusOptions};
 
-use crate::metrics::{self, ExporterStats, ProtectionCounts};
+use crate::metrics::{self, ExporterStats, NodeLimits, ProtectionCounts};
 use crate::server::ServerStats;
 
 /// What one dump produced, encoded once for every scrape that shares it.
@@ -42,9 +43,21 @@ pub struct SnapshotOptions {
     pub max_destinations: usize,
     /// The model's knobs (close-rate window, thresholds) for every dump.
     pub status: StatusOptions,
-    /// The namespace the process entered at start; every dump is of it and
-    /// the metrics are labelled with its name.
-    pub netns: NetnsInfo,
+    /// What every snapshot reads.
+    pub scope: Scope,
+}
+
+/// What the exporter reads.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The namespace the process entered at start; `build_info` names it.
+    One(NetnsInfo),
+    /// Every namespace of the node (`--netns all`): per-namespace series
+    /// labelled `netns`, at most this many namespaces with their own.
+    All {
+        /// Namespaces with their own series; the rest are `netns="other"`.
+        max_namespaces: usize,
+    },
 }
 
 /// Why a scrape got no snapshot; the scrape answers with an error and the
@@ -142,16 +155,37 @@ fn make(
     protections: ProtectionCounts,
     started: Instant,
 ) -> Result<Arc<Snapshot>, SnapshotError> {
-    let status =
-        Status::collect(&options.status, options.netns.clone()).map_err(|e| SnapshotError::Dump(e.to_string()))?;
-    let report = doctor::diagnose(&status);
-    let stats = ExporterStats {
-        dumps,
-        errors,
-        duration_s: started.elapsed().as_secs_f64(),
-        protections,
+    let registry = match &options.scope {
+        Scope::One(netns) => {
+            let status =
+                Status::collect(&options.status, netns.clone()).map_err(|e| SnapshotError::Dump(e.to_string()))?;
+            let report = doctor::diagnose(&status);
+            let stats = ExporterStats {
+                dumps,
+                errors,
+                duration_s: started.elapsed().as_secs_f64(),
+                protections,
+            };
+            metrics::registry(&status, &report, options.max_destinations, stats)
+        }
+        Scope::All { max_namespaces } => {
+            let node = Node::collect(&NodeOptions {
+                status: options.status.clone(),
+                ..NodeOptions::default()
+            });
+            let stats = ExporterStats {
+                dumps,
+                errors,
+                duration_s: started.elapsed().as_secs_f64(),
+                protections,
+            };
+            let limits = NodeLimits {
+                max_namespaces: *max_namespaces,
+                max_destinations: options.max_destinations,
+            };
+            metrics::node_registry(&node, limits, stats)
+        }
     };
-    let registry = metrics::registry(&status, &report, options.max_destinations, stats);
     let (openmetrics, text) = metrics::encode(&registry).map_err(|e| SnapshotError::Dump(format!("encoding: {e}")))?;
     Ok(Arc::new(Snapshot {
         finished: Instant::now(),

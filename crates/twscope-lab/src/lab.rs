@@ -264,13 +264,17 @@ pub struct Tick {
     pub utilization: f64,
     /// In use ÷ available.
     pub in_use_ratio: f64,
+    /// Requests the client attempted per second since the previous tick,
+    /// failed ones included: what the census cannot see.
+    pub attempts_per_s: f64,
     /// Connections closed per second, from the TIME_WAIT ages: only those
-    /// that got a port, so while connects fail the client attempts more.
+    /// that got a port, so while connects fail the client attempts more
+    /// (`attempts_per_s`).
     pub close_rate_per_s: f64,
     /// Seconds to exhaustion at the current close rate; null when not on
     /// course to run out.
     pub exhaustion_eta_s: Option<f64>,
-    /// The forecast in a word: `now`, `12 s`, `lvl 82%`, `never`.
+    /// The forecast in a word: `now`, `12 s`, `limit`, `lvl 82%`, `never`.
     pub outlook: String,
     /// The server destination's severity; ok before it has any socket.
     pub severity: Severity,
@@ -366,6 +370,8 @@ pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tic
         let sampler = scope.spawn(move || -> std::io::Result<()> {
             enter_netns(client_path)?;
             let mut second = 1;
+            // Requests attempted up to the last tick, and when: the attempt rate.
+            let mut attempted = (start, 0u64);
             loop {
                 let due = start + Duration::from_secs(second);
                 while Instant::now() < due && !client_done.load(Ordering::Relaxed) {
@@ -373,7 +379,7 @@ pub fn run(options: &LabOptions, stop: &AtomicBool, mut on_tick: impl FnMut(&Tic
                 }
                 let finished = client_done.load(Ordering::Relaxed);
                 let t_s = second.min(start.elapsed().as_secs_f64().round() as u64).max(1);
-                if let Ok(tick) = sample(t_s, progress) {
+                if let Ok(tick) = sample(t_s, progress, &mut attempted) {
                     if tx.send(tick).is_err() {
                         return Ok(());
                     }
@@ -513,7 +519,13 @@ fn run_pool(options: &LabOptions, count: u64, progress: &Progress) {
 
 /// twscope's census of the client namespace (the calling thread's), reduced
 /// to the lab's one destination.
-fn sample(t_s: u64, progress: &Progress) -> Result<Tick, twscope_core::status::StatusError> {
+/// One tick: the census of the client namespace, and the requests attempted
+/// since the `attempted` tick (updated here).
+fn sample(
+    t_s: u64,
+    progress: &Progress,
+    attempted: &mut (Instant, u64),
+) -> Result<Tick, twscope_core::status::StatusError> {
     let options = StatusOptions::default();
     let selection = Selection {
         top: 1,
@@ -528,10 +540,19 @@ fn sample(t_s: u64, progress: &Progress) -> Result<Tick, twscope_core::status::S
     });
     let status = Status::collect(&options, netns)?;
     let row = status.selected(&selection).0.first().copied();
+    let (requests_ok, requests_failed) = (
+        progress.ok.load(Ordering::Relaxed),
+        progress.failed.load(Ordering::Relaxed),
+    );
+    let now = Instant::now();
+    let attempts_per_s =
+        (requests_ok + requests_failed - attempted.1) as f64 / now.duration_since(attempted.0).as_secs_f64().max(1e-3);
+    *attempted = (now, requests_ok + requests_failed);
     Ok(Tick {
         t_s,
-        requests_ok: progress.ok.load(Ordering::Relaxed),
-        requests_failed: progress.failed.load(Ordering::Relaxed),
+        requests_ok,
+        requests_failed,
+        attempts_per_s,
         time_wait: status.states.get(TcpState::TimeWait),
         in_use: row.map_or(0, |d| d.in_use),
         available: row.map_or(status.ephemeral.available, |d| d.available),
@@ -539,7 +560,7 @@ fn sample(t_s: u64, progress: &Progress) -> Result<Tick, twscope_core::status::S
         in_use_ratio: row.map_or(0.0, |d| d.in_use_ratio),
         close_rate_per_s: row.map_or(0.0, |d| d.close_rate_per_s),
         exhaustion_eta_s: row.and_then(|d| d.exhaustion_eta_s),
-        outlook: row.map_or_else(|| "never".to_string(), |d| d.outlook().short()),
+        outlook: row.map_or_else(|| "never".to_string(), |d| d.outlook.short()),
         severity: row.map_or(Severity::Ok, |d| d.severity),
     })
 }

@@ -39,6 +39,8 @@
 pub mod churn;
 pub mod lab;
 pub mod netns;
+#[cfg(feature = "testing")]
+pub mod pods;
 pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;

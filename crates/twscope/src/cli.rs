@@ -81,16 +81,35 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct NetnsArg {
     /// Work in this network namespace instead of the current one: a name from
-    /// `ip netns list`, a path such as /proc/PID/ns/net, or a PID. Needs
-    /// CAP_SYS_ADMIN.
-    #[arg(long, value_name = "NAME|PATH|PID", value_parser = parse_netns)]
-    pub netns: Option<NetnsSpec>,
+    /// `ip netns list`, a path such as /proc/PID/ns/net, or a PID; or `all`
+    /// for every namespace of the node (each pod and container), named by
+    /// pod, container and process. Needs CAP_SYS_ADMIN (and CAP_SYS_PTRACE
+    /// for other users' processes).
+    #[arg(long, value_name = "NAME|PATH|PID|all", value_parser = parse_netns)]
+    pub netns: Option<NetnsChoice>,
+}
+
+/// What `--netns` names: one namespace, or all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsChoice {
+    /// One namespace.
+    One(NetnsSpec),
+    /// `all`: every namespace of the node.
+    All,
 }
 
 impl NetnsArg {
-    /// The namespace given, or `None` for the current one.
+    /// The namespace given, or `None` for the current one or `all`.
     pub fn spec(&self) -> Option<&NetnsSpec> {
-        self.netns.as_ref()
+        match &self.netns {
+            Some(NetnsChoice::One(spec)) => Some(spec),
+            _ => None,
+        }
+    }
+
+    /// Whether `--netns all` was given.
+    pub fn all(&self) -> bool {
+        self.netns == Some(NetnsChoice::All)
     }
 }
 
@@ -204,9 +223,15 @@ pub struct ServeArgs {
     pub timeout: f64,
 
     /// Destinations with their own series, busiest first; the rest are summed
-    /// into one dst="other" series.
+    /// into one dst="other" series. Per namespace with --netns all.
+    /// [default: 50; 10 with --netns all]
+    #[arg(long, value_name = "N")]
+    pub max_destinations: Option<usize>,
+
+    /// With --netns all: namespaces with their own series, most pressed
+    /// first; the rest are summed into netns="other".
     #[arg(long, value_name = "N", default_value_t = 50)]
-    pub max_destinations: usize,
+    pub max_namespaces: usize,
 
     /// `--netns`, shared with the other commands.
     #[command(flatten)]
@@ -409,6 +434,12 @@ pub struct StatusArgs {
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub dest: Option<DestFilter>,
 
+    /// Also run the doctor's TIME_WAIT checklist on the same census: one
+    /// dump, so the two never disagree. JSON gains "doctor": {findings, worst};
+    /// the exit code is the worse of the verdict and the checklist.
+    #[arg(long)]
+    pub doctor: bool,
+
     /// `--netns`, shared with the other commands.
     #[command(flatten)]
     pub netns: NetnsArg,
@@ -427,8 +458,12 @@ pub struct StatusArgs {
     pub window: u32,
 }
 
-fn parse_netns(text: &str) -> Result<NetnsSpec, String> {
-    NetnsSpec::parse(text).map_err(|e| e.to_string())
+fn parse_netns(text: &str) -> Result<NetnsChoice, String> {
+    if text == "all" {
+        // `ip -all netns exec` reserves the word too: `./all` names a file.
+        return Ok(NetnsChoice::All);
+    }
+    NetnsSpec::parse(text).map(NetnsChoice::One).map_err(|e| e.to_string())
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {

@@ -31,8 +31,19 @@ pub fn tick_line(t: &Tick) -> String {
     } else {
         ""
     };
+    // Once connects fail, the census's close rate counts only the ones that
+    // got a port: show what the client attempted beside it.
+    let closing = if t.requests_failed > 0 {
+        format!(
+            "closing {:>5}/s of {} attempted",
+            rate(t.close_rate_per_s),
+            rate(t.attempts_per_s)
+        )
+    } else {
+        format!("closing {:>5}/s", rate(t.close_rate_per_s))
+    };
     format!(
-        "T+{}:{:02}  ok {:>6}  failed {:>5} · TIME_WAIT {:>6} · in use {:>6} of {:<6} ({:>3.0}%) · closing {:>5}/s · runs out {:<7} {}{alarm}\n",
+        "T+{}:{:02}  ok {:>6}  failed {:>5} · TIME_WAIT {:>6} · in use {:>6} of {:<6} ({:>3.0}%) · {closing} · runs out {:<7} {}{alarm}\n",
         t.t_s / 60,
         t.t_s % 60,
         thousands(t.requests_ok),
@@ -41,7 +52,6 @@ pub fn tick_line(t: &Tick) -> String {
         thousands(t.in_use),
         thousands(u64::from(t.available)),
         t.in_use_ratio * 100.0,
-        rate(t.close_rate_per_s),
         t.outlook,
         t.severity.name(),
     )

@@ -11,6 +11,7 @@ mod cli;
 mod doctor_text;
 mod generate;
 mod lab_text;
+mod node_text;
 mod options;
 mod plan_text;
 mod status_text;
@@ -27,6 +28,7 @@ use cli::{Cli, Command};
 use options::{DoctorRun, LabRun, PlanRun, ServeRun, StatusRun, TuneOutput, TuneRun};
 use twscope_core::doctor;
 use twscope_core::netns::{self, NetnsSpec};
+use twscope_core::node::{Node, NodeOptions};
 use twscope_core::status::{Status, StatusOptions};
 use twscope_core::tune;
 use twscope_lab::lab::{self, LabOptions};
@@ -127,16 +129,86 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 fn status(args: &StatusRun) -> Result<ExitCode> {
+    if args.all_namespaces {
+        return status_all(args);
+    }
     let status = collect(&args.options, args.netns.as_ref())?;
     let selection = args.selection;
     let report = status.report(&selection);
-    let text = if args.json {
-        json(&report)?
-    } else {
-        status_text::render(&status, &selection)
+    // `--doctor`: the checklist over the same model, so one dump answers both.
+    let findings = args.doctor.then(|| doctor::diagnose(&status));
+    let text = match (&findings, args.json) {
+        (None, true) => json(&report)?,
+        (Some(findings), true) => json(&StatusWithDoctor {
+            status: &report,
+            doctor: findings,
+        })?,
+        (None, false) => status_text::render(&status, &selection),
+        (Some(findings), false) => {
+            status_text::render(&status, &selection) + "\n" + &doctor_text::render_with(&status, findings, false)
+        }
     };
     write_stdout(&text)?;
-    Ok(exit(report.verdict.severity.exit_code()))
+    let code = report.verdict.severity.exit_code();
+    Ok(exit(findings.map_or(code, |f| code.max(f.exit_code()))))
+}
+
+/// Every namespace of the node (`--netns all`).
+fn collect_node(options: &StatusOptions) -> Node {
+    Node::collect(&NodeOptions {
+        status: options.clone(),
+        ..NodeOptions::default()
+    })
+}
+
+/// The node's exit code: its worst namespace's severity, or 3 when a
+/// namespace could not be read (the reason goes to stderr, in one line).
+fn node_exit(node: &Node, worst: i32) -> ExitCode {
+    if let Some(missing) = &node.missing {
+        note(format_args!("twscope: incomplete: {missing}; the others are reported"));
+        return exit(i32::from(EXIT_ERROR));
+    }
+    exit(worst)
+}
+
+fn status_all(args: &StatusRun) -> Result<ExitCode> {
+    let node = collect_node(&args.options);
+    let text = if args.json {
+        json(&node_text::status_json(&node, &args.selection)?)?
+    } else {
+        let proc_root = std::path::Path::new("/proc");
+        node_text::render_status(
+            &node,
+            &twscope_core::kernel::hostname(proc_root).unwrap_or_default(),
+            &twscope_core::kernel::kernel_release(proc_root).unwrap_or_default(),
+        )
+    };
+    write_stdout(&text)?;
+    Ok(node_exit(&node, node.severity().exit_code()))
+}
+
+fn doctor_all(run: &DoctorRun) -> Result<ExitCode> {
+    let node = collect_node(&StatusOptions::default());
+    let text = if run.json {
+        json(&node_text::doctor_json(&node)?)?
+    } else {
+        node_text::render_doctor(&node, run.remedies)
+    };
+    write_stdout(&text)?;
+    let worst = node_text::doctor_reports(&node)
+        .iter()
+        .map(|(_, r)| r.exit_code())
+        .max()
+        .unwrap_or(0);
+    Ok(node_exit(&node, worst))
+}
+
+/// `status --json --doctor`: the status report with the checklist beside it.
+#[derive(serde::Serialize)]
+struct StatusWithDoctor<'a> {
+    #[serde(flatten)]
+    status: &'a twscope_core::StatusReport<'a>,
+    doctor: &'a doctor::Report,
 }
 
 /// Enters the namespace (on the main thread: sockets and /proc/net follow
@@ -160,6 +232,9 @@ fn full_census(spec: Option<&NetnsSpec>) -> Result<Status> {
 }
 
 fn run_doctor(run: &DoctorRun) -> Result<ExitCode> {
+    if run.all_namespaces {
+        return doctor_all(run);
+    }
     let status = full_census(run.netns.as_ref())?;
     let report = doctor::diagnose(&status);
     let text = if run.json {
@@ -195,7 +270,7 @@ fn run_tune(run: &TuneRun) -> Result<ExitCode> {
 }
 
 fn run_serve(run: ServeRun) -> Result<ExitCode> {
-    use twscope_exporter::{Exporter, SnapshotOptions, Snapshots};
+    use twscope_exporter::{Exporter, Scope, SnapshotOptions, Snapshots};
     let ServeRun {
         listen,
         web,
@@ -203,7 +278,9 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
         timeout,
         max_destinations,
         mut limits,
+        max_namespaces,
         netns,
+        all_namespaces,
     } = run;
     let fd_limit = limits
         .fit_descriptor_limit()
@@ -213,15 +290,25 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow!("cannot listen on {listen}: {e} (is another exporter running? pick another --listen)"))?;
     let local = listener.local_addr().context("cannot read the address listened on")?;
-    let netns = enter(netns.as_ref())?;
+    // --netns all: the dumps' worker threads enter each namespace themselves.
+    let scope = if all_namespaces {
+        Scope::All { max_namespaces }
+    } else {
+        Scope::One(enter(netns.as_ref())?)
+    };
     let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
         "https"
     } else {
         "http"
     };
+    let reads = match &scope {
+        Scope::One(netns) => format!("netns {}", netns.name),
+        Scope::All { max_namespaces } => {
+            format!("every network namespace ({max_namespaces} with their own series, the rest as netns=\"other\")")
+        }
+    };
     note(format_args!(
-        "twscope serve: listening on {scheme}://{local}/metrics, exporting netns {}",
-        netns.name
+        "twscope serve: listening on {scheme}://{local}/metrics, exporting {reads}"
     ));
     note(format_args!(
         "twscope serve: at most {} connections (open-file limit {fd_limit}), idle timeout {:?}, header timeout {:?}",
@@ -232,7 +319,7 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
         timeout,
         max_destinations,
         status: StatusOptions::default(),
-        netns,
+        scope,
     });
     // Blocking threads run dumps (one at a time) and bcrypt checks (bounded
     // by Limits::bcrypt_workers): a handful is all they can use.

@@ -34,8 +34,12 @@ pub struct StatusRun {
     pub selection: Selection,
     /// The namespace to read; `None` for the current one.
     pub netns: Option<NetnsSpec>,
+    /// `--netns all`: every namespace of the node.
+    pub all_namespaces: bool,
     /// JSON instead of text.
     pub json: bool,
+    /// Also the doctor's findings, from the same census.
+    pub doctor: bool,
 }
 
 /// Checks `status`'s options against each other: the warning level must not
@@ -47,6 +51,9 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
             args.warning,
             args.critical
         );
+    }
+    if args.doctor && args.netns.all() {
+        bail!("--doctor reads one namespace; for every namespace run `twscope doctor --netns all`");
     }
     Ok(StatusRun {
         options: StatusOptions {
@@ -61,7 +68,9 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
             dest: args.dest,
         },
         netns: args.netns.spec().cloned(),
+        all_namespaces: args.netns.all(),
         json: args.json,
+        doctor: args.doctor,
     })
 }
 
@@ -70,6 +79,8 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
 pub struct DoctorRun {
     /// The namespace to examine; `None` for the current one.
     pub netns: Option<NetnsSpec>,
+    /// `--netns all`: every namespace of the node.
+    pub all_namespaces: bool,
     /// JSON instead of text.
     pub json: bool,
     /// Also the application-side code snippets (text only: JSON has them all).
@@ -80,6 +91,7 @@ pub struct DoctorRun {
 pub fn doctor(args: &DoctorArgs) -> Result<DoctorRun> {
     Ok(DoctorRun {
         netns: args.netns.spec().cloned(),
+        all_namespaces: args.netns.all(),
         json: args.json,
         remedies: args.remedies,
     })
@@ -113,6 +125,11 @@ pub struct TuneRun {
 /// `tune`'s options. A `--persist` path that is not a regular file is refused
 /// here, before anything is applied, and even when there is nothing to change.
 pub fn tune(args: &TuneArgs) -> Result<TuneRun> {
+    if args.netns.all() {
+        bail!(
+            "tune changes one namespace at a time: give --netns NAME|PATH|PID (`twscope doctor --netns all` finds which)"
+        );
+    }
     if let Some(path) = &args.persist {
         tune::persist_target(path)?;
     }
@@ -141,13 +158,17 @@ pub struct ServeRun {
     pub min_interval: Duration,
     /// Give up a scrape after this long (above 0).
     pub timeout: Duration,
-    /// Destinations with their own series.
+    /// Destinations with their own series (per namespace with `--netns all`).
     pub max_destinations: usize,
+    /// With `--netns all`: namespaces with their own series.
+    pub max_namespaces: usize,
     /// Timeouts (above 0) and the connection cap, before it is fitted to the
     /// open-file limit.
     pub limits: Limits,
     /// The namespace to export; `None` for the current one.
     pub netns: Option<NetnsSpec>,
+    /// `--netns all`: every namespace of the node.
+    pub all_namespaces: bool,
 }
 
 /// `serve`'s options: durations in range, timeouts above 0, the web config
@@ -162,7 +183,8 @@ pub fn serve(args: &ServeArgs) -> Result<ServeRun> {
         web,
         min_interval: seconds("--min-interval", args.min_interval)?,
         timeout: positive_seconds("--timeout", args.timeout)?,
-        max_destinations: args.max_destinations,
+        max_destinations: args.max_destinations.unwrap_or(if args.netns.all() { 10 } else { 50 }),
+        max_namespaces: args.max_namespaces,
         limits: Limits {
             header_timeout: positive_seconds("--web.header-timeout", args.header_timeout)?,
             idle_timeout: positive_seconds("--web.idle-timeout", args.idle_timeout)?,
@@ -170,6 +192,7 @@ pub fn serve(args: &ServeArgs) -> Result<ServeRun> {
             ..Limits::default()
         },
         netns: args.netns.spec().cloned(),
+        all_namespaces: args.netns.all(),
     })
 }
 

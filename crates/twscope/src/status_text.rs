@@ -255,7 +255,7 @@ fn destination_row(d: &Destination) -> [String; 10] {
         percent(d.utilization),
         rate(d.close_rate_per_s),
         rate(d.max_rate_per_s),
-        d.outlook().short(),
+        d.outlook.short(),
         severity,
     ]
 }

@@ -31,7 +31,7 @@ fn rules_pass_promtool_and_their_unit_tests() {
     if !require_tools("rules_pass_promtool_and_their_unit_tests", &["promtool"]) {
         return;
     }
-    assert!(promtool(&["check", "rules", "twscope-rules.yml"]).contains("SUCCESS: 10 rules found"));
+    assert!(promtool(&["check", "rules", "twscope-rules.yml"]).contains("SUCCESS: 17 rules found"));
     assert!(promtool(&["test", "rules", "twscope-rules.test.yml"]).contains("SUCCESS"));
     // Every alert of the rules has a unit test.
     let rules = deploy_text("prometheus/twscope-rules.yml");

@@ -194,7 +194,7 @@ fn status_and_doctor_agree_through_exhaustion_and_recovery() {
             recovered += 1;
             continue;
         };
-        let outlook = d.outlook();
+        let outlook = d.outlook;
         match (outlook, pressure) {
             (Outlook::Never, None) => {}
             (Outlook::Never, Some(title)) => {

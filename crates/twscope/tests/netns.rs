@@ -4,36 +4,19 @@
 //! Needs root, `ip` and `ss`; without them the tests skip with a reason, unless
 //! `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
 use twscope_lab::{churn, hold, require_root, ChurnOptions, Netns, Server};
+
+use crate::oracle::{reported, ss_census};
 
 use crate::util::{as_nobody, heavy, json_of, netns_with_ports, poll, refused, ss, stderr, stdout, twscope};
 
 /// `twscope status --json --netns NS ARGS…` → (its JSON, its exit code).
 fn status(ns: &Netns, args: &[&str]) -> (Value, i32) {
     json_of(&[&["status", "--json", "--netns", ns.name()][..], args].concat())
-}
-
-/// `ss`'s state words → the kernel names twscope uses.
-fn kernel_state(ss_state: &str) -> &'static str {
-    match ss_state {
-        "ESTAB" => "ESTABLISHED",
-        "SYN-SENT" => "SYN_SENT",
-        "SYN-RECV" => "SYN_RECV",
-        "FIN-WAIT-1" => "FIN_WAIT1",
-        "FIN-WAIT-2" => "FIN_WAIT2",
-        "TIME-WAIT" => "TIME_WAIT",
-        "UNCONN" | "CLOSE" => "CLOSE",
-        "CLOSE-WAIT" => "CLOSE_WAIT",
-        "LAST-ACK" => "LAST_ACK",
-        "LISTEN" => "LISTEN",
-        "CLOSING" => "CLOSING",
-        other => panic!("unknown ss state {other}"),
-    }
 }
 
 /// `ss`'s filter names for `state …`, paired with the kernel names.
@@ -50,57 +33,6 @@ const SS_FILTERS: [(&str, &str); 11] = [
     ("listening", "LISTEN"),
     ("closing", "CLOSING"),
 ];
-
-/// `1.2.3.4:80`, `[::1]:80`, `[::ffff:1.2.3.4]:80`, `*:80` → (address, port),
-/// IPv4-mapped addresses as IPv4 (as twscope counts them).
-fn endpoint(text: &str) -> (Option<IpAddr>, u16) {
-    let (addr, port) = text.rsplit_once(':').unwrap();
-    let addr = addr.trim_start_matches('[').trim_end_matches(']');
-    let addr = addr.split('%').next().unwrap(); // drop an interface scope
-    (
-        addr.parse::<IpAddr>().ok().map(|a| a.to_canonical()),
-        port.parse().unwrap(),
-    )
-}
-
-type Counts = BTreeMap<String, u64>;
-
-/// Per-destination and per-listening-port state counts computed from `ss`'s
-/// own output, with the classification twscope documents.
-fn oracle(ns: &Netns) -> (BTreeMap<(IpAddr, u16), Counts>, BTreeMap<u16, Counts>) {
-    let listening: Vec<u16> = ss(ns, &["-Htln"])
-        .lines()
-        .map(|l| endpoint(l.split_whitespace().nth(3).unwrap()).1)
-        .collect();
-    let mut outbound: BTreeMap<(IpAddr, u16), Counts> = BTreeMap::new();
-    let mut inbound: BTreeMap<u16, Counts> = BTreeMap::new();
-    for line in ss(ns, &["-Htan"]).lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let state = kernel_state(cols[0]);
-        if state == "LISTEN" {
-            continue;
-        }
-        let (_, local_port) = endpoint(cols[3]);
-        let (peer, peer_port) = endpoint(cols[4]);
-        let counts = if listening.contains(&local_port) {
-            inbound.entry(local_port).or_default()
-        } else {
-            outbound.entry((peer.unwrap(), peer_port)).or_default()
-        };
-        *counts.entry(state.to_string()).or_default() += 1;
-    }
-    (outbound, inbound)
-}
-
-fn nonzero(states: &Value) -> Counts {
-    states
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, n)| n.as_u64().unwrap() > 0)
-        .map(|(s, n)| (s.clone(), n.as_u64().unwrap()))
-        .collect()
-}
 
 /// Waits until no socket of the namespace is between states (FIN_WAIT,
 /// LAST_ACK, …), so two dumps taken one after the other must agree.
@@ -180,44 +112,14 @@ fn status_counts_equal_ss_per_destination_and_state() {
     assert_eq!(json["states"]["ESTABLISHED"], 60); // 30 held, both ends
 
     // Per destination and per listening port: equal to ss, grouped the same way.
-    let (outbound, inbound) = oracle(&ns);
-    let ours: BTreeMap<(IpAddr, u16), Counts> = json["destinations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let key = (
-                d["addr"].as_str().unwrap().parse().unwrap(),
-                d["port"].as_u64().unwrap() as u16,
-            );
-            let states = nonzero(&d["states"]);
-            assert_eq!(d["in_use"].as_u64().unwrap(), states.values().sum::<u64>());
-            assert_eq!(
-                d["time_wait"].as_u64().unwrap(),
-                states.get("TIME_WAIT").copied().unwrap_or(0)
-            );
-            (key, states)
-        })
-        .collect();
-    assert_eq!(ours, outbound);
-    assert_eq!(ours.len(), 5);
-    assert_eq!(ours[&("127.0.0.1".parse().unwrap(), 7001)]["TIME_WAIT"], 1500);
-    assert_eq!(ours[&("2001:2::1".parse().unwrap(), 7004)]["ESTABLISHED"], 10);
-    let ours_inbound: BTreeMap<u16, Counts> = json["inbound"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let mut counts = Counts::new();
-            for (key, name) in [("time_wait", "TIME_WAIT"), ("established", "ESTABLISHED")] {
-                if i[key].as_u64().unwrap() > 0 {
-                    counts.insert(name.to_string(), i[key].as_u64().unwrap());
-                }
-            }
-            (i["port"].as_u64().unwrap() as u16, counts)
-        })
-        .collect();
-    assert_eq!(ours_inbound, inbound);
+    let expected = ss_census(&ns.path());
+    let ours = reported(&json);
+    assert_eq!(ours.outbound, expected.outbound);
+    assert_eq!(ours.inbound, expected.inbound);
+    assert_eq!(ours.states, expected.states);
+    assert_eq!(ours.outbound.len(), 5);
+    assert_eq!(ours.outbound[&("127.0.0.1".parse().unwrap(), 7001)]["TIME_WAIT"], 1500);
+    assert_eq!(ours.outbound[&("2001:2::1".parse().unwrap(), 7004)]["ESTABLISHED"], 10);
 
     // The kernel's own TIME_WAIT count agrees too.
     assert_eq!(json["counters"]["sockstat_tw"], 3900);

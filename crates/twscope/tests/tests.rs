@@ -7,6 +7,7 @@
 //! side in this one process; the timing- and load-sensitive tests take
 //! `util::heavy()` so that they never overlap one another.
 
+mod oracle;
 mod util;
 
 mod cli;
@@ -19,4 +20,6 @@ mod image;
 mod lab;
 mod model;
 mod netns;
+mod pods;
 mod serve;
+mod serve_all;

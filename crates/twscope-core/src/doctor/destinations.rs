@@ -29,7 +29,7 @@ impl Check for DestinationPressure {
 
 fn pressure(d: &Destination, status: &Status) -> Finding {
     let name = d.endpoint();
-    let outlook = match d.outlook() {
+    let outlook = match d.outlook {
         Outlook::Never => String::new(),
         other => format!("; {}", other.phrase()),
     };

@@ -16,7 +16,7 @@ pub(super) fn destination(
     let mut worst: Option<Assessment> = None;
     let mut close_rate = 0.0;
     let mut max_rate = 0.0;
-    let mut eta: Option<f64> = None;
+    let mut outlook = Outlook::Never;
     for (key, stats) in tuples {
         for (state, n) in stats.states.iter() {
             states.add(state, n);
@@ -24,8 +24,8 @@ pub(super) fn destination(
         let a = capacity::assess(stats, per_source, settings.tw_reuse_applies(key.src, key.dst), params);
         close_rate += a.close_rate_per_s;
         max_rate += a.max_rate_per_s;
-        if let Some(t) = a.exhaustion_eta_s {
-            eta = Some(eta.map_or(t, |e| e.min(t)));
+        if a.outlook.more_urgent_than(&outlook) {
+            outlook = a.outlook;
         }
         sources.push(SourceUse {
             addr: key.src.to_string(),
@@ -56,7 +56,8 @@ pub(super) fn destination(
         tw_reuse: worst.tw_reuse,
         close_rate_per_s: close_rate,
         max_rate_per_s: max_rate,
-        exhaustion_eta_s: eta,
+        exhaustion_eta_s: outlook.eta_s(),
+        outlook,
         steady_utilization: worst.steady_utilization,
         severity: worst.severity,
         states,

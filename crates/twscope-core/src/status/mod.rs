@@ -46,10 +46,11 @@ mod aggregate;
 mod select;
 mod verdict;
 
+pub use crate::capacity::Outlook;
 use aggregate::destination;
 pub use aggregate::DestinationSum;
 pub use select::{DestFilter, Selection, StatusReport};
-pub use verdict::{verdict, Outlook};
+pub use verdict::verdict;
 
 /// Why a status could not be collected.
 #[derive(Debug, thiserror::Error)]
@@ -128,9 +129,12 @@ pub struct Destination {
     pub close_rate_per_s: f64,
     /// The close rate the budget sustains ([`crate::capacity::max_sustainable_rate`]).
     pub max_rate_per_s: f64,
-    /// Seconds until the busiest source runs out at the current rate; null
-    /// when not on course to.
+    /// Seconds until the first source runs out at the current rate; null
+    /// when not on course to, or at the limit ([`Outlook::eta_s`]).
     pub exhaustion_eta_s: Option<f64>,
+    /// Where it is heading: the most urgent outlook of its sources
+    /// (`exhausted_now`, `exhausted_in`, `at_limit`, `levels_off`, `never`).
+    pub outlook: Outlook,
     /// The utilization the busiest source levels off at if the close rate
     /// stays as it is (above 1: it runs out instead).
     pub steady_utilization: f64,
@@ -332,6 +336,7 @@ impl Status {
             thresholds: options.thresholds,
             reuse_delay_ms: settings.reuse_delay_ms(),
             time_wait_s: time_wait.mean_s(),
+            time_wait_spread_s: time_wait.spread_s(),
         };
 
         // Group tuples by destination; assess each tuple on its own budget.
@@ -534,8 +539,8 @@ mod tests {
         assert_eq!(db.exhaustion_eta_s, None); // 400/s × 61 s < 28,131
                                                // It levels off at 400/s × 61.024 s of 28,131 ports.
         assert!((db.steady_utilization - 400.0 * 61.024 / 28_131.0).abs() < 1e-9);
-        assert_eq!(db.outlook(), Outlook::LevelsOff(db.steady_utilization));
-        assert_eq!(db.outlook().short(), "lvl 87%");
+        assert_eq!(db.outlook, Outlook::LevelsOff(db.steady_utilization));
+        assert_eq!(db.outlook.short(), "lvl 87%");
         let v6 = &status.destinations[1];
         assert_eq!((v6.addr.as_str(), v6.port, v6.in_use), ("2001:2::100", 443, 30));
         assert_eq!(status.verdict.severity, Severity::Critical);
@@ -588,7 +593,7 @@ mod tests {
         s.reserved_ports = kernel::PortRanges::default();
         let status = build(&census, s, &StatusOptions::default());
         let db = &status.destinations[0];
-        assert_eq!(db.outlook(), Outlook::ExhaustedNow);
+        assert_eq!(db.outlook, Outlook::ExhaustedNow);
         let summary = &status.verdict.summary;
         assert!(
             summary.contains("connections that got a port; the application attempts more"),

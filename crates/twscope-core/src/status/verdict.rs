@@ -2,67 +2,16 @@
 
 use super::*;
 
-/// Where a destination is heading at its current close rate: the one wording
-/// of the forecast every view uses.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Outlook {
-    /// No port left now: connect() fails with EADDRNOTAVAIL.
-    ExhaustedNow,
-    /// Runs out in this many seconds.
-    ExhaustedIn(f64),
-    /// Never runs out at this rate, but levels off at this share of the
-    /// budget, high enough to matter.
-    LevelsOff(f64),
-    /// Not on course to run out.
-    Never,
-}
-
-impl Outlook {
-    /// A column-sized form: `now`, `12 s`, `lvl 82%`, `never`.
-    pub fn short(&self) -> String {
-        match self {
-            Outlook::ExhaustedNow => "now".to_string(),
-            Outlook::ExhaustedIn(s) if *s < 10.0 => format!("{s:.1} s"),
-            Outlook::ExhaustedIn(s) => format!("{s:.0} s"),
-            Outlook::LevelsOff(u) => format!("lvl {:.0}%", u * 100.0),
-            Outlook::Never => "never".to_string(),
-        }
-    }
-
-    /// A clause for prose: `ports exhausted now…`, `exhausted in 12 s at
-    /// this rate`, `levels off at 82% of the budget at this rate`.
-    pub fn phrase(&self) -> String {
-        match self {
-            Outlook::ExhaustedNow => "ports exhausted now: connect() fails with EADDRNOTAVAIL".to_string(),
-            Outlook::ExhaustedIn(s) => format!("exhausted in {s:.0} s at this rate"),
-            Outlook::LevelsOff(u) => format!("levels off at {:.0}% of the budget at this rate", u * 100.0),
-            Outlook::Never => "not on course to run out".to_string(),
-        }
-    }
-}
-
 impl Destination {
     /// `addr:port`, IPv6 bracketed as `ss` shows it.
     pub fn endpoint(&self) -> String {
         endpoint(&self.addr, self.port)
     }
 
-    /// Where it is heading at the current close rate.
-    pub fn outlook(&self) -> Outlook {
-        match self.exhaustion_eta_s {
-            Some(s) if s <= 0.0 => Outlook::ExhaustedNow,
-            Some(s) => Outlook::ExhaustedIn(s),
-            None if self.severity > Severity::Ok && self.close_rate_per_s > 0.0 => {
-                Outlook::LevelsOff(self.steady_utilization.min(1.0))
-            }
-            None => Outlook::Never,
-        }
-    }
-
     /// Whether the budget is used up now, so the close rate counts only the
     /// connects that got a port.
     pub fn exhausted(&self) -> bool {
-        self.outlook() == Outlook::ExhaustedNow
+        self.outlook == Outlook::ExhaustedNow
     }
 }
 
@@ -103,7 +52,7 @@ pub fn verdict(destinations: &[Destination], settings: &Settings, hold_s: f64) -
             summary: format!("OK: no destination is short of source ports; busiest {usage}"),
         };
     }
-    let outlook = match worst.outlook() {
+    let outlook = match worst.outlook {
         Outlook::Never => String::new(),
         outlook => format!("; {}", outlook.phrase()),
     };
