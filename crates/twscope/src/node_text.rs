@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 use twscope_core::capacity::Severity;
 use twscope_core::node::{NamespaceStatus, Node};
-use twscope_core::status::Selection;
+use twscope_core::status::{Selection, Status};
 use twscope_core::text::thousands;
 use twscope_core::{diagnose, Report};
 
@@ -19,35 +19,28 @@ const PROCESSES_SHOWN: usize = 2;
 /// single-namespace `status --json` object for `selection`, with `netns`
 /// replaced by the namespace's identity, or `{netns, error}`.
 pub fn status_json(node: &Node, selection: &Selection) -> serde_json::Result<Value> {
-    let namespaces = node
-        .namespaces
-        .iter()
-        .map(|n| {
-            let mut element = match &n.status {
-                Some(status) => serde_json::to_value(status.report(selection))?,
-                None => json!({}),
-            };
-            element["netns"] = serde_json::to_value(&n.identity)?;
-            if let Some(error) = &n.error {
-                element["error"] = json!(error);
-            }
-            Ok(element)
-        })
-        .collect::<serde_json::Result<Vec<Value>>>()?;
-    let mut out = serde_json::to_value(node)?;
+    let mut out = node_json(node, |status| serde_json::to_value(status.report(selection)))?;
     out["severity"] = json!(node.severity().name());
-    out["namespaces"] = Value::Array(namespaces);
     Ok(out)
 }
 
 /// `doctor --netns all --json`: `{"namespaces": [{netns, findings, worst}], ...}`.
 pub fn doctor_json(node: &Node) -> serde_json::Result<Value> {
+    let mut out = node_json(node, |status| serde_json::to_value(diagnose(status)))?;
+    let worst = doctor_reports(node).iter().filter_map(|(_, r)| r.worst).max();
+    out["worst"] = json!(worst.map_or("ok", |l| l.name()));
+    Ok(out)
+}
+
+/// The node's counts, and `namespaces`: what `view` makes of each census,
+/// with `netns` (the identity) and `error` added.
+fn node_json(node: &Node, view: impl Fn(&Status) -> serde_json::Result<Value>) -> serde_json::Result<Value> {
     let namespaces = node
         .namespaces
         .iter()
         .map(|n| {
             let mut element = match &n.status {
-                Some(status) => serde_json::to_value(diagnose(status))?,
+                Some(status) => view(status)?,
                 None => json!({}),
             };
             element["netns"] = serde_json::to_value(&n.identity)?;
@@ -58,11 +51,6 @@ pub fn doctor_json(node: &Node) -> serde_json::Result<Value> {
         })
         .collect::<serde_json::Result<Vec<Value>>>()?;
     let mut out = serde_json::to_value(node)?;
-    out["worst"] = json!(doctor_reports(node)
-        .iter()
-        .filter_map(|(_, r)| r.worst)
-        .max()
-        .map_or("ok", |l| l.name()));
     out["namespaces"] = Value::Array(namespaces);
     Ok(out)
 }

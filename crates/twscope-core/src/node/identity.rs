@@ -185,6 +185,19 @@ pub fn parse_cgroup_path(path: &str) -> CgroupFacts {
     facts
 }
 
+impl CgroupFacts {
+    /// Takes from `other` what `self` lacks; true once both are known.
+    fn fill_from(&mut self, other: CgroupFacts) -> bool {
+        if self.container.is_none() {
+            self.container = other.container;
+        }
+        if self.pod.is_none() {
+            self.pod = other.pod;
+        }
+        self.container.is_some() && self.pod.is_some()
+    }
+}
+
 /// A Kubernetes UID: 8-4-4-4-12 hex digits.
 fn is_uid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
@@ -203,14 +216,7 @@ pub fn parse_proc_cgroup(text: &str) -> CgroupFacts {
         let Some(path) = line.splitn(3, ':').nth(2) else {
             continue;
         };
-        let found = parse_cgroup_path(path);
-        if facts.container.is_none() {
-            facts.container = found.container;
-        }
-        if facts.pod.is_none() {
-            facts.pod = found.pod;
-        }
-        if facts.container.is_some() && facts.pod.is_some() {
+        if facts.fill_from(parse_cgroup_path(path)) {
             break;
         }
     }
@@ -241,14 +247,7 @@ pub fn cgroup_facts(proc_root: &Path, processes: &[Process]) -> CgroupFacts {
         let Some(text) = read_small(&proc_root.join(p.pid.to_string()).join("cgroup")) else {
             continue;
         };
-        let facts = parse_proc_cgroup(&text);
-        if best.container.is_none() {
-            best.container = facts.container;
-        }
-        if best.pod.is_none() {
-            best.pod = facts.pod;
-        }
-        if best.container.is_some() && best.pod.is_some() {
+        if best.fill_from(parse_proc_cgroup(&text)) {
             break;
         }
     }
