@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Mutex};
 use twscope_core::doctor;
-use twscope_core::netns::NetnsInfo;
 use twscope_core::node::{Node, NodeOptions};
 use twscope_core::status::{Status, StatusOptions};
+use twscope_core::NetnsInfo;
 
 use crate::metrics::{self, ExporterStats, NodeLimits, ProtectionCounts};
 use crate::server::ServerStats;

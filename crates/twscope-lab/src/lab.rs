@@ -24,12 +24,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use twscope_core::capacity::Severity;
 use twscope_core::kernel::PortRanges;
-use twscope_core::plan::Workload;
 use twscope_core::status::{DestFilter, Selection, Status, StatusOptions};
 use twscope_core::text::{rate, thousands};
+use twscope_core::Severity;
 use twscope_core::TcpState;
+use twscope_core::Workload;
 
 use crate::churn::{churn_with, connect, request, ChurnOptions, Progress};
 use crate::netns::{enter_netns, link_veth, Netns};
@@ -534,7 +534,7 @@ fn sample(
             port: Some(SERVER.port()),
         }),
     };
-    let netns = twscope_core::netns::current("lab-client").unwrap_or(twscope_core::netns::NetnsInfo {
+    let netns = twscope_core::netns::current("lab-client").unwrap_or(twscope_core::NetnsInfo {
         name: "lab-client".to_string(),
         inode: 0,
     });

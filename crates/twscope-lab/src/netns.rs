@@ -27,7 +27,7 @@ pub const PREFIX: &str = "twscope-";
 /// spawns afterwards start there too. Needs `CAP_SYS_ADMIN`.
 pub fn enter_netns(path: &Path) -> io::Result<()> {
     // The core's one way in: no FIFO hang, nsfs checked, errors that say why.
-    twscope_core::netns::enter(&twscope_core::netns::NetnsSpec::Path(path.to_path_buf()))
+    twscope_core::netns::enter(&twscope_core::NetnsSpec::Path(path.to_path_buf()))
         .map(drop)
         .map_err(|e| io::Error::other(e.to_string()))
 }

@@ -8,8 +8,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use twscope_core::kernel::PortRanges;
-use twscope_core::netns::NetnsSpec;
 use twscope_core::status::DestFilter;
+use twscope_core::NetnsSpec;
 use twscope_lab::lab::{Fix, Mode};
 
 const AFTER_HELP: &str = "\

@@ -4,10 +4,10 @@
 use std::fmt::Write;
 
 use serde_json::{json, Value};
-use twscope_core::capacity::Severity;
 use twscope_core::node::{NamespaceStatus, Node};
 use twscope_core::status::{Selection, Status};
 use twscope_core::text::thousands;
+use twscope_core::Severity;
 use twscope_core::{diagnose, Report};
 
 use crate::style::{severity as severity_style, BOLD, DIM};

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use twscope_core::capacity::Thresholds;
 use twscope_core::kernel::{PortRanges, Settings};
-use twscope_core::netns::NetnsSpec;
-use twscope_core::plan::Workload;
 use twscope_core::status::{Selection, StatusOptions};
 use twscope_core::tune;
+use twscope_core::NetnsSpec;
+use twscope_core::Thresholds;
+use twscope_core::Workload;
 use twscope_exporter::{Limits, WebConfig};
 use twscope_lab::lab::LabOptions;
 

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use twscope_core::plan::{Plan, Workload};
 use twscope_core::text::{rate, thousands};
+use twscope_core::{Plan, Workload};
 
 use crate::style::BOLD;
 use crate::style::DIM;

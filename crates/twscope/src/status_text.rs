@@ -5,10 +5,10 @@
 use std::fmt::Write;
 
 use anstyle::Style;
-use twscope_core::capacity::Severity;
 use twscope_core::kernel::Settings;
 use twscope_core::status::{Destination, Selection, Status, StatusReport};
 use twscope_core::text::{rate, thousands};
+use twscope_core::Severity;
 use twscope_core::TcpState;
 
 use crate::style::BOLD;
@@ -44,7 +44,7 @@ fn tw_reuse_words(s: &Settings, hold_s: f64) -> String {
 }
 
 /// `netns blue (inode N)`, or `netns inode N` for an unnamed one.
-fn netns_label(netns: &twscope_core::netns::NetnsInfo) -> String {
+fn netns_label(netns: &twscope_core::NetnsInfo) -> String {
     if netns.name.starts_with("netns inode") {
         netns.name.clone()
     } else {

@@ -3,8 +3,8 @@
 //! is set.
 
 use anstyle::{AnsiColor, Style};
-use twscope_core::capacity::Severity;
 use twscope_core::doctor::Level;
+use twscope_core::Severity;
 
 /// Bold, for headings.
 pub const BOLD: Style = Style::new().bold();
