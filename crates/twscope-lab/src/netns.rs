@@ -33,11 +33,17 @@ pub fn enter_netns(path: &Path) -> io::Result<()> {
 }
 
 /// Runs a command, turning a non-zero exit into an error carrying its stderr.
-fn run(command: &mut Command) -> io::Result<()> {
+pub(crate) fn run(command: &mut Command) -> io::Result<()> {
     let out = command.output().map_err(|e| {
+        let program = command.get_program();
+        let package = match program.to_str() {
+            Some("ip") => "iproute2",
+            Some("unshare" | "nsenter") => "util-linux",
+            _ => return io::Error::new(e.kind(), format!("cannot run {program:?}: {e}")),
+        };
         io::Error::new(
             e.kind(),
-            format!("cannot run {:?} ({e}): is iproute2 installed?", command.get_program()),
+            format!("cannot run {program:?} ({e}): is {package} installed?"),
         )
     })?;
     if out.status.success() {
@@ -50,6 +56,56 @@ fn run(command: &mut Command) -> io::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
+}
+
+/// Runs `f` on a new thread inside the network namespace at `path` (a
+/// `/proc/PID/ns/net`, a bind mount, `/run/netns/NAME`) and returns its
+/// result. Sockets `f` creates belong to that namespace, and so do threads it
+/// spawns.
+pub fn run_in<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    let path = path.to_path_buf();
+    let thread = std::thread::spawn(move || enter_netns(&path).map(|()| f()));
+    match thread.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// `program` to be run inside the network namespace at `path`
+/// (`nsenter --net=PATH program`).
+pub fn command_in(path: &Path, program: &str) -> Command {
+    let mut command = Command::new("nsenter");
+    command.arg(format!("--net={}", path.display())).arg(program);
+    command
+}
+
+/// Writes a sysctl (`net.ipv4.tcp_tw_reuse`, `"1"`) of the network namespace
+/// at `path`.
+pub fn set_sysctl_in(path: &Path, key: &str, value: &str) -> io::Result<()> {
+    let file = twscope_core::tune::proc_path(key);
+    let value = value.to_string();
+    // /proc/sys/net resolves to the namespace of the thread that opens it.
+    run_in(path, move || std::fs::write(&file, value))?
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot set {key}: {e}")))
+}
+
+/// Sets, in the network namespace at `path`, what keeps a TIME_WAIT
+/// population exactly the one its clients made:
+///
+/// - `tcp_tw_reuse=0` — a new namespace has 2, which lets loopback
+///   connects take over TIME_WAIT sockets after 1 s;
+/// - `tcp_max_tw_buckets=4000000` — the default cap would silently skip
+///   TIME_WAIT past it;
+/// - `tcp_rfc1337=1` — a stray RST must not kill a TIME_WAIT socket.
+pub fn exact_counts(path: &Path) -> io::Result<()> {
+    for (key, value) in [
+        ("net.ipv4.tcp_tw_reuse", "0"),
+        ("net.ipv4.tcp_max_tw_buckets", "4000000"),
+        ("net.ipv4.tcp_rfc1337", "1"),
+    ] {
+        set_sysctl_in(path, key, value)?;
+    }
+    Ok(())
 }
 
 /// The start time of process `pid` (field 22 of `/proc/<pid>/stat`, clock
@@ -265,13 +321,7 @@ static SERIAL: AtomicU32 = AtomicU32::new(0);
 impl Netns {
     /// Creates `twscope-<tag>-<pid>-<start>-<n>` (see [`NetnsName`]; `tag` is
     /// lower-case letters, digits and inner dashes) with loopback up and the
-    /// settings that keep a TIME_WAIT population exact:
-    ///
-    /// - `tcp_tw_reuse=0` — a new namespace has 2, which lets loopback
-    ///   connects take over TIME_WAIT sockets after 1 s;
-    /// - `tcp_max_tw_buckets=4000000` — the default cap would silently skip
-    ///   TIME_WAIT past it;
-    /// - `tcp_rfc1337=1` — a stray RST must not kill a TIME_WAIT socket.
+    /// settings that keep a TIME_WAIT population exact ([`exact_counts`]).
     pub fn new(tag: &str) -> io::Result<Netns> {
         let (pid, start_ticks) = own_identity()?;
         let name = NetnsName {
@@ -290,9 +340,7 @@ impl Netns {
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Netns { name };
         run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]))?;
-        ns.set_sysctl("net.ipv4.tcp_tw_reuse", "0")?;
-        ns.set_sysctl("net.ipv4.tcp_max_tw_buckets", "4000000")?;
-        ns.set_sysctl("net.ipv4.tcp_rfc1337", "1")?;
+        exact_counts(&ns.path())?;
         Ok(ns)
     }
 
@@ -336,11 +384,7 @@ impl Netns {
 
     /// Writes a sysctl of this namespace (`net.ipv4.tcp_tw_reuse`, `"1"`).
     pub fn set_sysctl(&self, key: &str, value: &str) -> io::Result<()> {
-        let path = twscope_core::tune::proc_path(key);
-        let value = value.to_string();
-        // /proc/sys/net resolves to the namespace of the thread that opens it.
-        self.run(move || std::fs::write(&path, value))?
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot set {key}: {e}")))
+        set_sysctl_in(&self.path(), key, value)
     }
 
     /// Reads a sysctl of this namespace.
@@ -352,12 +396,7 @@ impl Netns {
     /// Runs `f` on a new thread inside the namespace and returns its result.
     /// Sockets `f` creates belong to the namespace, and so do threads it spawns.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
-        let path = self.path();
-        let thread = std::thread::spawn(move || enter_netns(&path).map(|()| f()));
-        match thread.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        run_in(&self.path(), f)
     }
 }
 

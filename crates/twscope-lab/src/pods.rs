@@ -24,7 +24,9 @@
 //! [`load`] makes a static, quiescent socket population inside the calling
 //! thread's namespace: TIME_WAIT sockets (the client closes first) and
 //! ESTABLISHED pairs held open, on IPv4 or IPv6 loopback. [`run_in`] runs a
-//! closure in any namespace file.
+//! closure in any namespace file, [`command_in`] a program;
+//! [`private_mounts_sh`] a script in new namespaces whose mounts never reach
+//! the host.
 //!
 //! Everything is undone on drop, also while a test panics: processes are
 //! killed by PID and reaped, the cgroup directories this process created are
@@ -53,7 +55,9 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{churn, enter_netns, ChurnOptions, Server};
+use crate::netns::run;
+pub use crate::netns::{command_in, exact_counts, run_in};
+use crate::{churn, ChurnOptions, Server};
 
 /// How long a pod's processes live at most, whatever happens to their owner.
 pub const LIFETIME: Duration = Duration::from_secs(600);
@@ -152,18 +156,12 @@ impl PodSpec {
     /// service account, no sandbox, app command `app`.
     pub fn kubernetes(name: &str, runtime: Runtime, driver: Driver, qos: Qos) -> PodSpec {
         PodSpec {
-            hostname: name.to_string(),
-            runtime,
-            driver,
             kube: Some(Kube {
                 uid: new_uid(),
                 qos,
                 namespace: None,
             }),
-            sandbox: false,
-            cni: false,
-            comm: "app".to_string(),
-            hierarchies: Vec::new(),
+            ..PodSpec::container(name, runtime, driver)
         }
     }
 
@@ -362,27 +360,15 @@ impl Pod {
         let first_id = pod.sandbox_id.clone().unwrap_or_else(|| pod.container_id.clone());
         let exe = bin_dir.join(&first_comm);
         std::os::unix::fs::symlink(&sleep, &exe)?;
-        let mut command = Command::new(if cni_path.is_some() { "nsenter" } else { "unshare" });
-        if let Some(path) = &cni_path {
-            command
-                .arg(os(["--net=", &path.display().to_string()]))
-                .arg("--")
-                .arg("unshare");
-        } else {
-            command.arg("--net");
-        }
-        command.args([
-            "--uts",
-            "--ipc",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            SCRIPT,
-            "sh",
-        ]);
+        let mut command = match &cni_path {
+            Some(path) => private_mounts_sh(
+                &[os(["--net=", &path.display().to_string()])],
+                &["--uts", "--ipc"],
+                SCRIPT,
+            ),
+            None => private_mounts_sh(&[], &["--net", "--uts", "--ipc"], SCRIPT),
+        };
+        command.arg("sh");
         // The service account goes to the app: the sandbox has none.
         let first_namespace = if pod.spec.sandbox { "" } else { namespace.as_str() };
         command.arg(&hostname).arg(first_namespace).arg(&exe).arg(&lifetime);
@@ -391,23 +377,9 @@ impl Pod {
         if pod.spec.sandbox {
             let exe = bin_dir.join(&pod.spec.comm);
             std::os::unix::fs::symlink(&sleep, &exe)?;
-            let mut command = Command::new("nsenter");
-            for ns in ["net", "uts", "ipc"] {
-                command.arg(format!("--{ns}=/proc/{first}/ns/{ns}"));
-            }
-            command.args([
-                "--",
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                SCRIPT,
-                "sh",
-            ]);
-            command.arg("").arg(&namespace).arg(&exe).arg(&lifetime);
+            let enter = ["net", "uts", "ipc"].map(|ns| OsString::from(format!("--{ns}=/proc/{first}/ns/{ns}")));
+            let mut command = private_mounts_sh(&enter, &[], SCRIPT);
+            command.arg("sh").arg("").arg(&namespace).arg(&exe).arg(&lifetime);
             let comm = pod.spec.comm.clone();
             let id = pod.container_id.clone();
             pod.start(command, &comm, &id, &hierarchies)?;
@@ -602,6 +574,26 @@ fi
 exec "$3" "$4"
 "#;
 
+/// `sh -c SCRIPT` in a new mount namespace whose propagation is private (so
+/// nothing it mounts reaches the host) and the new namespaces `unshare` names
+/// (`--net`, `--uts`, …), after joining the namespace files `enter` names
+/// (`--net=PATH`, … as `nsenter` takes them), if any:
+/// `[nsenter ENTER… --] unshare UNSHARE… --mount --propagation private -- sh -c SCRIPT`.
+/// Add the script's `$0`, `$1`, … as arguments.
+pub fn private_mounts_sh(enter: &[OsString], unshare: &[&str], script: &str) -> Command {
+    let mut command = if enter.is_empty() {
+        Command::new("unshare")
+    } else {
+        let mut nsenter = Command::new("nsenter");
+        nsenter.args(enter).args(["--", "unshare"]);
+        nsenter
+    };
+    command
+        .args(unshare)
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c", script]);
+    command
+}
+
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 
 fn os<const N: usize>(parts: [&str; N]) -> OsString {
@@ -627,11 +619,27 @@ fn sleep_program() -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no sleep program (coreutils)"))
 }
 
+/// Calls `check` every `interval` until it is done (`Ok(Ok(value))`) or
+/// fails (`Err`); `Ok(Err(why))` is not yet, and at `deadline` the error
+/// (`TimedOut`) is the last `why`.
+fn wait_until<T>(
+    deadline: Instant,
+    interval: Duration,
+    mut check: impl FnMut() -> io::Result<Result<T, String>>,
+) -> io::Result<T> {
+    loop {
+        match check()? {
+            Ok(value) => return Ok(value),
+            Err(why) if Instant::now() >= deadline => return Err(io::Error::new(io::ErrorKind::TimedOut, why)),
+            Err(_) => std::thread::sleep(interval),
+        }
+    }
+}
+
 /// Waits until `child` runs `comm`: its last exec, after its setup.
 fn wait_for_comm(child: &mut Child, comm: &str) -> io::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
     let path = format!("/proc/{}/comm", child.id());
-    loop {
+    wait_until(Instant::now() + READY_TIMEOUT, Duration::from_millis(2), || {
         if let Some(status) = child.try_wait()? {
             let mut stderr = String::new();
             if let Some(mut pipe) = child.stderr.take() {
@@ -642,34 +650,11 @@ fn wait_for_comm(child: &mut Child, comm: &str) -> io::Result<()> {
                 stderr.trim()
             )));
         }
-        if std::fs::read_to_string(&path).is_ok_and(|c| c.trim_end() == comm) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the pod process {comm} was not ready within {READY_TIMEOUT:?}"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Runs a command, turning a non-zero exit into an error carrying its stderr.
-fn run(command: &mut Command) -> io::Result<()> {
-    let out = command
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {:?}: {e}", command.get_program())))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{:?} {:?} failed: {}",
-            command.get_program(),
-            command.get_args().collect::<Vec<_>>(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+        Ok(match std::fs::read_to_string(&path) {
+            Ok(c) if c.trim_end() == comm => Ok(()),
+            _ => Err(format!("the pod process {comm} was not ready within {READY_TIMEOUT:?}")),
+        })
+    })
 }
 
 /// A pseudo-random 64-bit number: different per call, per process, per run.
@@ -818,36 +803,6 @@ fn has_subdirectory(dir: &Path) -> bool {
         .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
 }
 
-/// Runs `f` on a new thread inside the network namespace at `path` (a
-/// `/proc/PID/ns/net` or a bind mount) and returns its result. Sockets `f`
-/// creates belong to that namespace, and so do threads it spawns.
-pub fn run_in<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
-    let path = path.to_path_buf();
-    let thread = std::thread::spawn(move || enter_netns(&path).map(|()| f()));
-    match thread.join() {
-        Ok(result) => result,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
-/// Sets, in the namespace at `path`, what keeps a TIME_WAIT population
-/// exactly the one its clients made (as [`crate::Netns::new`] does):
-/// `tcp_tw_reuse=0` (a new namespace's 2 lets loopback connects take over
-/// TIME_WAIT sockets), `tcp_max_tw_buckets=4000000`, `tcp_rfc1337=1`.
-pub fn exact_counts(path: &Path) -> io::Result<()> {
-    run_in(path, || {
-        for (key, value) in [
-            ("net.ipv4.tcp_tw_reuse", "0"),
-            ("net.ipv4.tcp_max_tw_buckets", "4000000"),
-            ("net.ipv4.tcp_rfc1337", "1"),
-        ] {
-            std::fs::write(twscope_core::tune::proc_path(key), value)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot set {key}: {e}")))?;
-        }
-        Ok(())
-    })?
-}
-
 /// [`exact_counts`], then [`load`] on a thread inside the namespace at `path`.
 pub fn load_in(path: &Path, plan: &[LoadPlan]) -> io::Result<Load> {
     exact_counts(path)?;
@@ -922,12 +877,12 @@ pub fn load(plan: &[LoadPlan]) -> io::Result<Load> {
             }
             // A connection still in the accept queue when the listener closes
             // would be reset, and leave no TIME_WAIT: wait for all.
-            while server.stats().accepted.load(Ordering::Relaxed) < part.time_wait {
-                if Instant::now() >= deadline {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the server did not accept all"));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            wait_until(deadline, Duration::from_millis(2), || {
+                let all = server.stats().accepted.load(Ordering::Relaxed) >= part.time_wait;
+                Ok(all
+                    .then_some(())
+                    .ok_or_else(|| "the server did not accept all".to_string()))
+            })?;
             drop(server);
         }
         if part.established > 0 {
@@ -956,7 +911,7 @@ pub fn load(plan: &[LoadPlan]) -> io::Result<Load> {
 /// states (`/proc/thread-self/net/tcp{,6}`: only ESTABLISHED, TIME_WAIT and
 /// LISTEN left).
 fn settle(deadline: Instant) -> io::Result<()> {
-    loop {
+    wait_until(deadline, Duration::from_millis(5), || {
         let mut transient = 0;
         for file in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
             let text = match std::fs::read_to_string(file) {
@@ -971,17 +926,10 @@ fn settle(deadline: Instant) -> io::Result<()> {
                 .filter(|state| !matches!(*state, "01" | "06" | "0A"))
                 .count();
         }
-        if transient == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{transient} sockets still between states"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        Ok((transient == 0)
+            .then_some(())
+            .ok_or_else(|| format!("{transient} sockets still between states")))
+    })
 }
 
 /// A network namespace held only by a bind mount under `/run/twscope-pods`
@@ -1019,9 +967,7 @@ impl NetnsMount {
             .arg("true"))?;
         ns.mounted = true;
         ns.inode = std::fs::metadata(&ns.path)?.ino();
-        run(Command::new("nsenter")
-            .arg(os(["--net=", &ns.path.display().to_string()]))
-            .args(["ip", "link", "set", "lo", "up"]))?;
+        run(command_in(&ns.path, "ip").args(["link", "set", "lo", "up"]))?;
         Ok(ns)
     }
 

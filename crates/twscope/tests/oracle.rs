@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
+use twscope_lab::netns::command_in;
 
 /// Non-zero socket counts by kernel state name.
 pub type Counts = BTreeMap<String, u64>;
@@ -24,9 +24,7 @@ pub struct Census {
 
 /// `ss ARGS` inside the namespace file `netns`.
 pub fn ss_in(netns: &Path, args: &[&str]) -> String {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", netns.display()))
-        .arg("ss")
+    let out = command_in(netns, "ss")
         .args(args)
         .output()
         .expect("nsenter (util-linux) runs");

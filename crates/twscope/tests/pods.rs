@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use twscope_lab::pods::{unified_hierarchy, Driver, Load, LoadPlan, NetnsMount, Pod, PodSpec, Qos, Runtime};
+use twscope_lab::pods::{
+    private_mounts_sh, unified_hierarchy, Driver, Load, LoadPlan, NetnsMount, Pod, PodSpec, Qos, Runtime,
+};
 use twscope_lab::{require_root, Netns};
 
 use crate::oracle::{reported, ss_census};
@@ -112,6 +114,10 @@ struct Case {
 
 fn k8s(name: &str, runtime: Runtime, driver: Driver, qos: Qos, comm: &str) -> PodSpec {
     PodSpec::kubernetes(name, runtime, driver, qos).comm(comm)
+}
+
+fn plain(hostname: &str, runtime: Runtime, driver: Driver, comm: &str) -> PodSpec {
+    PodSpec::container(hostname, runtime, driver).comm(comm)
 }
 
 fn cases(unified: Option<PathBuf>) -> Vec<Case> {
@@ -309,41 +315,13 @@ fn cases(unified: Option<PathBuf>) -> Vec<Case> {
             idle(),
         ),
         // Plain containers, outside Kubernetes.
-        case(
-            PodSpec::container("3f4e5d6c7b8a", Docker, Cgroupfs).comm("postgres"),
-            docker,
-            tiny(),
-        ),
-        case(
-            PodSpec::container("9a8b7c6d5e4f", Docker, Cgroupfs).comm("nginx"),
-            docker,
-            idle(),
-        ),
-        case(
-            PodSpec::container("1a2b3c4d5e6f", Docker, Systemd).comm("mysqld"),
-            docker,
-            tiny(),
-        ),
-        case(
-            PodSpec::container("6f5e4d3c2b1a", Docker, Systemd).comm("haproxy"),
-            docker,
-            fifty(),
-        ),
-        case(
-            v2(PodSpec::container("0a9b8c7d6e5f", Docker, Cgroupfs).comm("traefik")),
-            docker,
-            tiny(),
-        ),
-        case(
-            PodSpec::container("caddy-web", Podman, Systemd).comm("caddy"),
-            Some("podman"),
-            tiny(),
-        ),
-        case(
-            PodSpec::container("minio-store", Podman, Cgroupfs).comm("minio"),
-            Some("podman"),
-            tiny(),
-        ),
+        case(plain("3f4e5d6c7b8a", Docker, Cgroupfs, "postgres"), docker, tiny()),
+        case(plain("9a8b7c6d5e4f", Docker, Cgroupfs, "nginx"), docker, idle()),
+        case(plain("1a2b3c4d5e6f", Docker, Systemd, "mysqld"), docker, tiny()),
+        case(plain("6f5e4d3c2b1a", Docker, Systemd, "haproxy"), docker, fifty()),
+        case(v2(plain("0a9b8c7d6e5f", Docker, Cgroupfs, "traefik")), docker, tiny()),
+        case(plain("caddy-web", Podman, Systemd, "caddy"), Some("podman"), tiny()),
+        case(plain("minio-store", Podman, Cgroupfs, "minio"), Some("podman"), tiny()),
     ]
 }
 
@@ -413,10 +391,7 @@ fn every_simulated_pod_is_found_named_and_counted() {
     let start = Instant::now();
     let cases = cases(unified_hierarchy());
     assert!(cases.len() >= 30);
-    let mut pods: Vec<Pod> = cases
-        .iter()
-        .map(|c| Pod::new(c.spec.clone()).unwrap_or_else(|e| panic!("{}: {e}", c.spec.hostname)))
-        .collect();
+    let mut pods: Vec<Pod> = cases.iter().map(|c| make(&c.spec)).collect();
     for (pod, case) in pods.iter_mut().zip(&cases) {
         if case.crashed {
             pod.kill_app().unwrap();
@@ -534,6 +509,16 @@ fn every_simulated_pod_is_found_named_and_counted() {
     );
 }
 
+/// A containerd pod (systemd cgroup driver) named `name`.
+fn containerd(name: &str, qos: Qos) -> PodSpec {
+    PodSpec::kubernetes(name, Runtime::Containerd, Driver::Systemd, qos)
+}
+
+/// Makes the pod `spec` says (panics, naming it, if it cannot).
+fn make(spec: &PodSpec) -> Pod {
+    Pod::new(spec.clone()).unwrap_or_else(|e| panic!("{}: {e}", spec.hostname))
+}
+
 /// The binary as nobody, without any capability.
 fn nobody_json(args: &[&str]) -> (Value, i32, String, u32) {
     let mut command = as_nobody(&["--inh-caps=-all", "--bounding-set=-all"]);
@@ -548,16 +533,7 @@ fn without_privileges_all_names_the_missing_capabilities() {
     }
     // A root process's namespace (needs CAP_SYS_PTRACE to be seen) and a
     // namespace file anyone can open (needs CAP_SYS_ADMIN to enter).
-    let pod = Pod::new(
-        PodSpec::kubernetes(
-            "api-7d9f8c6b5-p0d1x",
-            Runtime::Containerd,
-            Driver::Systemd,
-            Qos::Burstable,
-        )
-        .service_account("shop"),
-    )
-    .unwrap();
+    let pod = make(&containerd("api-7d9f8c6b5-p0d1x", Qos::Burstable).service_account("shop"));
     let _pod_load = pod.load(&tiny()).unwrap();
     let mount = NetnsMount::new().unwrap();
     let _mount_load = mount.load(&tiny()).unwrap();
@@ -646,23 +622,8 @@ fn a_pods_service_account_is_read_inside_the_pods_root() {
         eprintln!("skipped: /var/run is not a symlink to /run here");
         return;
     }
-    let with_sa = Pod::new(
-        PodSpec::kubernetes(
-            "api-7d9f8c6b5-s4k2m",
-            Runtime::Containerd,
-            Driver::Systemd,
-            Qos::Burstable,
-        )
-        .service_account("shop"),
-    )
-    .unwrap();
-    let without_sa = Pod::new(PodSpec::kubernetes(
-        "web-5c8d7f9b4-n0s4x",
-        Runtime::Containerd,
-        Driver::Systemd,
-        Qos::BestEffort,
-    ))
-    .unwrap();
+    let with_sa = make(&containerd("api-7d9f8c6b5-s4k2m", Qos::Burstable).service_account("shop"));
+    let without_sa = make(&containerd("web-5c8d7f9b4-n0s4x", Qos::BestEffort));
     let _loads = (with_sa.load(&tiny()).unwrap(), without_sa.load(&tiny()).unwrap());
     // twscope as a DaemonSet runs it: in its own mount namespace, with its
     // own service account (namespace "monitoring") at /run/secrets/….
@@ -673,17 +634,8 @@ fn a_pods_service_account_is_read_inside_the_pods_root() {
         && mkdir -p /run/secrets/kubernetes.io/serviceaccount \
         && printf monitoring > /run/secrets/kubernetes.io/serviceaccount/namespace \
         && exec \"$0\" status --netns all --json --top 0";
-    let mut command = Command::new("unshare");
-    command.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        script,
-        crate::util::BIN,
-    ]);
+    let mut command = private_mounts_sh(&[], &[], script);
+    command.arg(crate::util::BIN);
     let (json, code, stderr, _) = run_json(command);
     assert!((0..=2).contains(&code), "exit {code}: {stderr}");
     let listed = by_inode(&json);

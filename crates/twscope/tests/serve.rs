@@ -11,13 +11,11 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
-use twscope_lab::testing::{require_tools, self_signed_cert, skip};
+use twscope_lab::testing::{require_tools, self_signed_cert};
 use twscope_lab::{churn, require_root, ChurnOptions, Netns, Server};
 
-use crate::util::{
-    deploy_text, heavy, netns_with_ports, poll, refused, samples, serve_with_config, ss, stderr, Running, Serve,
-};
+use crate::prometheus::{self, assert_exports_rule_metrics, dashboard, rules_without_for, top_panels, Prometheus};
+use crate::util::{heavy, netns_with_ports, refused, samples, serve_with_config, ss, stderr, wait_for, Serve};
 
 /// `curl ARGS URL` → (HTTP status, body); status 0 when no HTTP answer came.
 fn curl(args: &[&str], url: &str) -> (u16, String) {
@@ -159,18 +157,9 @@ fn metrics_equal_ss_and_pass_promtool() {
         .unwrap();
     assert!(String::from_utf8_lossy(&content_type.stdout).starts_with("application/openmetrics-text"));
 
-    // Every twscope metric the shipped rules use is exported.
-    let rules = deploy_text("prometheus/twscope-rules.yml");
-    for name in rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        // twscope_netns_info exists only with --netns all (serve_all checks it).
-        .filter(|w| w.starts_with("twscope_") && *w != "twscope_netns_info")
-    {
-        assert!(
-            body.lines().any(|l| l.starts_with(name)),
-            "the rules use {name}, which is not exported"
-        );
-    }
+    // Every twscope metric the shipped rules use is exported;
+    // twscope_netns_info exists only with --netns all (serve_all checks it).
+    assert_exports_rule_metrics(&body, &["twscope_netns_info"], "serve");
 
     // The landing page, health and unknown paths.
     assert!(curl(&[], &format!("http://{addr}/")).1.contains("href=\"metrics\""));
@@ -264,84 +253,21 @@ fn tls_and_basic_auth() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A free loopback port (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn prometheus_query(port: u16, query: &str) -> Vec<Value> {
-    let out = Command::new("curl")
-        .args(["-s", "-G", "--data-urlencode"])
-        .arg(format!("query={query}"))
-        .arg(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .output()
-        .unwrap();
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    assert_ne!(json["status"], "error", "{query}: {json}");
-    json["data"]["result"].as_array().cloned().unwrap_or_default()
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
-    poll(timeout, Duration::from_millis(500), check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
-}
-
 #[test]
 fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
     let test = "a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard";
-    if !require_root(test) || !require_tools(test, &["curl", "promtool"]) {
-        return;
-    }
-    if Command::new("prometheus").arg("--version").output().is_err() {
-        skip(test, "the prometheus server (apt-get install prometheus)");
+    if !require_root(test) || !prometheus::available(test) {
         return;
     }
     let _heavy = heavy();
     let ns = loaded_namespace("prom");
     let server = Serve::start(&["--netns", ns.name(), "--min-interval", "0.5"]);
-    let addr = server.addr;
-    let dir = std::env::temp_dir().join(format!("twscope-prom-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("data")).unwrap();
     // The shipped rules, with every `for:` cut to 0s so alerts fire within the test.
-    let rules = deploy_text("prometheus/twscope-rules.yml");
-    let rules: String = rules
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("for:") {
-                format!("{}for: 0s", &l[..l.len() - l.trim_start().len()])
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(dir.join("rules.yml"), rules).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
-             scrape_configs:\n  - job_name: twscope\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let _prometheus = Running(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let prometheus = Prometheus::start(&[server.addr], &[&rules_without_for()]);
 
     // The per-destination series arrive and equal ss.
     let series = wait_for("twscope series in Prometheus", Duration::from_secs(60), || {
-        let r = prometheus_query(port, "twscope_destination_time_wait_sockets");
+        let r = prometheus.query("twscope_destination_time_wait_sockets");
         (r.len() == 3).then_some(r)
     });
     let expected = ss_time_wait(&ns);
@@ -357,10 +283,7 @@ fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
 
     // The pressure alert fires for the 90% destination, and only for it.
     let alerts = wait_for("TwscopeEphemeralPortsLow to fire", Duration::from_secs(30), || {
-        let r = prometheus_query(
-            port,
-            "ALERTS{alertname=\"TwscopeEphemeralPortsLow\",alertstate=\"firing\"}",
-        );
+        let r = prometheus.query("ALERTS{alertname=\"TwscopeEphemeralPortsLow\",alertstate=\"firing\"}");
         (!r.is_empty()).then_some(r)
     });
     assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -369,23 +292,7 @@ fn a_real_prometheus_scrapes_alerts_and_feeds_the_dashboard() {
 
     // Every query of the dashboard returns data (its variables filled in).
     std::thread::sleep(Duration::from_secs(3)); // a few samples for rate()
-    let dashboard: Value = serde_json::from_str(&deploy_text("grafana/twscope-dashboard.json")).unwrap();
-    let mut queries = 0;
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$instance", ".*")
-                .replace("$__rate_interval", "10s");
-            assert!(
-                !prometheus_query(port, &expr).is_empty(),
-                "panel {:?}: {expr} returned nothing",
-                panel["title"]
-            );
-            queries += 1;
-        }
-    }
+    let values = [("$instance", ".*"), ("$__rate_interval", "10s")];
+    let queries = prometheus.check_panel_queries(&top_panels(&dashboard()), &values, |_, _, _| {});
     assert!(queries >= 10);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,9 +5,11 @@
 //! Tests that need root or a tool skip with a reason, unless
 //! `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure. All areas run side by
 //! side in this one process; the timing- and load-sensitive tests take
-//! `util::heavy()` so that they never overlap one another.
+//! `util::heavy()` so that they never overlap one another. `oracle` is `ss`
+//! as the reference for counts, `prometheus` a real Prometheus server.
 
 mod oracle;
+mod prometheus;
 mod util;
 
 mod cli;

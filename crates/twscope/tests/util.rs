@@ -106,6 +106,13 @@ pub fn poll<T>(timeout: Duration, interval: Duration, mut check: impl FnMut() ->
     }
 }
 
+/// [`poll`] every 250 ms: `check`'s first value; panics, naming `what`,
+/// when none came within `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, Duration::from_millis(250), check)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
 /// Runs `command` with stdin closed and stdout and stderr captured, killed
 /// after `limit`: a regression that blocks fails the test instead of hanging
 /// the suite.
