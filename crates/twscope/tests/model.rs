@@ -281,3 +281,65 @@ fn utilization_is_one_number_in_json_text_and_metrics() {
         .unwrap_or_else(|| panic!("{body}"));
     assert_eq!(metric, utilization);
 }
+
+/// A churn held just below the rate the budget sustains (97 %: no connect
+/// fails even at the timer wheel's peaks), sampled 20 times 50 ms apart once
+/// the first TIME_WAIT sockets expire: the close rate and the expiries move
+/// from one dump to the next, so the point forecast alone can flip between "runs
+/// out in a second" and "levels off at 97 %". The outlook must be one answer,
+/// "at the limit", on every dump, with no time to exhaustion.
+#[test]
+fn the_outlook_at_the_edge_is_one_answer_dump_after_dump() {
+    use twscope_core::status::{Status, StatusOptions};
+    use twscope_core::Outlook;
+    use twscope_lab::{churn, ChurnOptions};
+
+    if !require_root("the_outlook_at_the_edge_is_one_answer_dump_after_dump") {
+        return;
+    }
+    let _heavy = heavy();
+    let ns = netns_with_ports("limit", "40000 40999");
+    let (outlooks, stats) = ns
+        .run(|| {
+            let lifetime = twscope_core::TimeWaitLifetime::of_running_kernel();
+            let rate = 0.97 * 1000.0 / lifetime.mean_s();
+            let server = Server::start("127.0.0.1:7100".parse().unwrap(), 1).unwrap();
+            let target = server.addr();
+            let churner = std::thread::spawn(move || {
+                let options = ChurnOptions {
+                    count: (rate * 75.0) as u64,
+                    rate_per_s: Some(rate),
+                    max_duration: Duration::from_secs(80),
+                    ..ChurnOptions::default()
+                };
+                churn(&[target], &options)
+            });
+            // Past the first expiries: the level is steady from here.
+            std::thread::sleep(Duration::from_secs(66));
+            let mut outlooks = Vec::new();
+            for _ in 0..20 {
+                let status =
+                    Status::collect(&StatusOptions::default(), twscope_core::netns::identify().unwrap()).unwrap();
+                let d = status
+                    .destinations
+                    .iter()
+                    .find(|d| d.port == 7100)
+                    .cloned()
+                    .expect("the churn's destination");
+                outlooks.push((d.outlook, d.exhaustion_eta_s, d.steady_utilization, d.close_rate_per_s));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let stats = churner.join().unwrap();
+            drop(server);
+            (outlooks, stats)
+        })
+        .unwrap();
+    assert_eq!(stats.failed, 0, "below the limit no connect fails: {stats:?}");
+    for (outlook, eta, steady, rate) in &outlooks {
+        assert_eq!(
+            (*outlook, *eta),
+            (Outlook::AtLimit, None),
+            "steady {steady:.3} at {rate:.1}/s; all samples: {outlooks:?}"
+        );
+    }
+}
