@@ -308,6 +308,19 @@ fn per_request_runs_out_when_the_model_says() {
     // … and it forecast the exhaustion: ~5 s left at 15 s.
     let eta = f64_of(&tick["exhaustion_eta_s"]);
     assert!((eta - 5.0).abs() <= 1.0, "eta {eta} s at 15 s");
+    // While connects fail, the timeline says what the client attempted
+    // (~50/s) beside the census's close rate, which counts only the
+    // connections that got a port.
+    let failing = r["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["t_s"] == 23)
+        .expect("a tick at 23 s, after the onset");
+    assert!(u64_of(&failing["requests_failed"]) > 0, "{failing}");
+    let attempts = f64_of(&failing["attempts_per_s"]);
+    assert!((attempts - 50.0).abs() <= 5.0, "attempts {attempts}/s at 23 s");
+    assert!(f64_of(&failing["close_rate_per_s"]) < attempts, "{failing}");
     assert!(r["verdict"].as_str().unwrap().starts_with("OUTAGE REPRODUCED"));
     assert_cleaned_up();
 }
