@@ -63,15 +63,16 @@ pub fn doctor_reports(node: &Node) -> Vec<(&NamespaceStatus, Report)> {
         .collect()
 }
 
+/// The container column: runtime and short id, else the pod's UID.
 fn who(n: &NamespaceStatus) -> String {
     let id = &n.identity;
-    match (&id.pod, &id.container) {
-        (Some(pod), _) => format!("pod {}", pod.uid.get(..8).unwrap_or(&pod.uid)),
-        (None, Some(c)) => format!(
+    match (&id.container, &id.pod) {
+        (Some(c), _) => format!(
             "{} {}",
             c.runtime.as_deref().unwrap_or("container"),
             twscope_core::node::identity::short_id(&c.id)
         ),
+        (None, Some(pod)) => format!("pod {}", pod.uid.get(..8).unwrap_or(&pod.uid)),
         (None, None) => String::new(),
     }
 }
