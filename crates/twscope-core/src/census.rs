@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
-use crate::sockdiag::{DumpError, Family, SockDiag, SocketRecord, StateSet, TcpState};
+use crate::sockdiag::{DumpError, SockDiag, SocketRecord, StateSet, TcpState};
 
 pub use crate::linux::TIME_WAIT_MS;
 /// Age histogram resolution: one bucket per second of TIME_WAIT age.
@@ -199,41 +199,18 @@ impl Census {
     ///
     /// Listeners are dumped first (cheap: only the listening hash is walked) so
     /// that each socket of the main dump can be classified as it streams by.
-    /// The IPv4 and IPv6 dumps then run on two threads: each walks the whole
-    /// established hash in the kernel, so doing both at once halves the wait.
+    /// Both dumps take IPv4 and IPv6 in one walk
+    /// ([`SockDiag::dump_tcp_both_families`]).
     pub fn collect() -> Result<Census, DumpError> {
-        let mut listener_diag = SockDiag::open()?;
+        let mut diag = SockDiag::open()?;
         let mut census = Census::default();
-        for family in [Family::Inet, Family::Inet6] {
-            listener_diag.dump_tcp(family, StateSet::only(TcpState::Listen), |s| census.add(s))?;
-        }
-        // Open both sockets here so they belong to this thread's namespace.
-        let mut v4_diag = listener_diag;
-        let mut v6_diag = SockDiag::open()?;
-        let others = StateSet::ALL.without(TcpState::Listen);
-        let listeners = &census.listeners;
-        let (v4, v6) = std::thread::scope(|scope| {
-            let v6 = scope.spawn(move || Census::dump_family(&mut v6_diag, Family::Inet6, others, listeners));
-            let v4 = Census::dump_family(&mut v4_diag, Family::Inet, others, listeners);
-            (v4, v6.join().expect("IPv6 dump thread panicked"))
-        });
-        census.merge(v4?);
-        census.merge(v6?);
+        // Listeners first, both families in one walk of the listening hash.
+        diag.dump_tcp_both_families(StateSet::only(TcpState::Listen), |s| census.add(s))?;
+        // Then every other state, both families in one walk of the
+        // established hash, which every namespace shares: its cost is the
+        // whole host's sockets, so one walk, not one per family.
+        diag.dump_tcp_both_families(StateSet::ALL.without(TcpState::Listen), |s| census.add(s))?;
         Ok(census)
-    }
-
-    fn dump_family(
-        diag: &mut SockDiag,
-        family: Family,
-        states: StateSet,
-        listeners: &Listeners,
-    ) -> Result<Census, DumpError> {
-        let mut part = Census {
-            listeners: listeners.clone(),
-            ..Census::default()
-        };
-        diag.dump_tcp(family, states, |s| part.add(s))?;
-        Ok(part)
     }
 
     /// Adds one socket. Listeners must be added before the sockets they serve
@@ -285,6 +262,7 @@ impl Census {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockdiag::Family;
 
     fn socket(state: TcpState, local: (&str, u16), remote: (&str, u16), expires_ms: u32) -> SocketRecord {
         let local_addr: IpAddr = local.0.parse().unwrap();
