@@ -7,9 +7,16 @@
 //! socket, and takes the census of the rest on a bounded pool of worker
 //! threads: each thread `setns()`es itself into a namespace, opens its
 //! netlink socket there and reads sysctls and counters through its own view
-//! (`/proc/sys`, `/proc/thread-self/net`). A dump costs time in proportion
-//! to the sockets of its own namespace, so the node costs about what its
-//! sockets cost, not namespaces × sockets.
+//! (`/proc/sys`, `/proc/thread-self/net`).
+//!
+//! What a node costs (BENCHMARKS.md): namespaces without a TCP socket cost a
+//! `sockstat` read. A dump walks the kernel's established hash, which every
+//! namespace shares unless `net.ipv4.tcp_child_ehash_entries` gave it its own
+//! (set on the host before the pods start), so on a default kernel each
+//! namespace with sockets costs about one walk over the whole node's sockets:
+//! twscope makes it one walk for both families (see
+//! [`crate::sockdiag::SockDiag::dump_tcp_both_families`]), and never asks for
+//! `TCP_BOUND_INACTIVE`, which would add a walk of the shared bind hash.
 
 pub mod discover;
 pub mod identity;
