@@ -275,6 +275,7 @@ impl Outlook {
     pub fn phrase(&self) -> String {
         match self {
             Outlook::ExhaustedNow => "ports exhausted now: connect() fails with EADDRNOTAVAIL".to_string(),
+            Outlook::ExhaustedIn(s) if *s < 10.0 => format!("exhausted in {s:.1} s at this rate"),
             Outlook::ExhaustedIn(s) => format!("exhausted in {s:.0} s at this rate"),
             Outlook::AtLimit => {
                 "at the limit: closing about as fast as the budget sustains, so connects may fail at any moment"
