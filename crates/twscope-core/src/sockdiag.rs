@@ -412,16 +412,21 @@ impl SockDiag {
     }
 }
 
-/// Builds the `nlmsghdr` + `inet_diag_req_v2` request for a TCP dump.
-fn encode_request(family: Family, states: StateSet, seq: u32) -> [u8; NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN] {
-    const LEN: usize = NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN;
-    let mut req = [0u8; LEN];
+/// A dump request of `N` bytes: the `nlmsghdr` (its length, `kind`,
+/// REQUEST|DUMP, `seq`; pid 0, the kernel fills in our port id), the body zero.
+fn dump_request<const N: usize>(kind: u16, seq: u32) -> [u8; N] {
+    let mut req = [0u8; N];
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[0..4].copy_from_slice(&(N as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&kind.to_ne_bytes());
     req[6..8].copy_from_slice(&flags.to_ne_bytes());
     req[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // pid 0: the kernel fills in our port id.
+    req
+}
+
+/// Builds the `nlmsghdr` + `inet_diag_req_v2` request for a TCP dump.
+fn encode_request(family: Family, states: StateSet, seq: u32) -> [u8; NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN] {
+    let mut req = dump_request(SOCK_DIAG_BY_FAMILY, seq);
     let body = &mut req[NLMSG_HDR_LEN..];
     body[0] = family.raw();
     body[1] = libc::IPPROTO_TCP as u8;
@@ -434,13 +439,7 @@ fn encode_request(family: Family, states: StateSet, seq: u32) -> [u8; NLMSG_HDR_
 /// Builds the `nlmsghdr` + `inet_diag_req` request of `TCPDIAG_GETSOCK`:
 /// TCP sockets of every family in `states`.
 fn encode_compat_request(states: StateSet, seq: u32) -> [u8; NLMSG_HDR_LEN + INET_DIAG_REQ_LEN] {
-    const LEN: usize = NLMSG_HDR_LEN + INET_DIAG_REQ_LEN;
-    let mut req = [0u8; LEN];
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-    req[6..8].copy_from_slice(&flags.to_ne_bytes());
-    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    let mut req = dump_request(TCPDIAG_GETSOCK, seq);
     // idiag_family: ignored by the kernel here (it dumps both); idiag_ext 0;
     // the socket id zero (no filter); then idiag_states at offset 52.
     let body = &mut req[NLMSG_HDR_LEN..];
