@@ -3,7 +3,7 @@
 //!
 //! Each container and pod has its own namespace, and with it its own port
 //! range, TIME_WAIT table and port budget. [`Node::collect`] finds them all
-//! ([`discover`]), skips those whose `/proc/PID/net/sockstat` shows no TCP
+//! ([`discover()`]), skips those whose `/proc/PID/net/sockstat` shows no TCP
 //! socket, and takes the census of the rest on a bounded pool of worker
 //! threads: each thread `setns()`es itself into a namespace, opens its
 //! netlink socket there and reads sysctls and counters through its own view
