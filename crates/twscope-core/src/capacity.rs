@@ -462,10 +462,9 @@ pub fn assess(stats: &TupleStats, available: u32, tw_reuse: bool, params: &Model
 /// rate and the mean lifetime) is trusted only when the steady level is
 /// beyond 100 % even at the low end of its uncertainty: the rate less one
 /// standard error (1/√n of the n sockets in the window, as for a count of
-/// independent arrivals) and the lifetime less its spread. When the high end
-/// reaches 100 % but the low end does not, or the point forecast runs out
-/// while the steady level is below 100 % (the last free ports go before old
-/// sockets expire), the tuple is at the limit. `Never` is refined into
+/// independent arrivals) and the lifetime less its spread — or when even the
+/// high end stays below 100 % (a backlog runs the budget out before it
+/// expires). When the band straddles 100 %, the tuple is at the limit. `Never` is refined into
 /// `LevelsOff` by the caller, which knows the severity.
 fn outlook(
     stats: &TupleStats,
@@ -493,7 +492,10 @@ fn outlook(
     let low = level(rate * (1.0 - rate_error), hold_s - spread);
     let high = level(rate * (1.0 + rate_error), hold_s + spread);
     match eta {
-        Some(t) if low >= 1.0 => Outlook::ExhaustedIn(t),
+        // Beyond the budget even at the low end, or a backlog (a burst's
+        // TIME_WAIT sockets) that fills it before it expires while the rate
+        // itself is clearly sustainable: a run-out either way.
+        Some(t) if low >= 1.0 || high < 1.0 => Outlook::ExhaustedIn(t),
         Some(_) => Outlook::AtLimit,
         None if high >= 1.0 && rate > 0.0 => Outlook::AtLimit,
         None => Outlook::Never,
@@ -681,6 +683,14 @@ mod tests {
             matches!(below.outlook, Outlook::LevelsOff(u) if (0.5..0.7).contains(&u)),
             "{below:?}"
         );
+        // A burst's backlog that fills the budget before it expires, at a
+        // rate clearly sustainable: a run-out with its time, not "at the limit".
+        let mut burst = TupleStats::default();
+        burst.time_wait_age[30] = 990;
+        burst.time_wait_age[0] = 5;
+        burst.states.add(TcpState::TimeWait, 995);
+        let a = assess(&burst, 1000, false, &ModelParams { window_s: 1, ..params });
+        assert_eq!(a.outlook, Outlook::ExhaustedIn(1.0), "{a:?}");
     }
 
     #[test]

@@ -162,13 +162,25 @@ fn collect_node(options: &StatusOptions) -> Node {
 }
 
 /// The node's exit code: its worst namespace's severity, or 3 when a
-/// namespace could not be read (the reason goes to stderr, in one line).
+/// namespace could not be read (why goes to stderr, in one line).
 fn node_exit(node: &Node, worst: i32) -> ExitCode {
-    if let Some(missing) = &node.missing {
-        note(format_args!("twscope: incomplete: {missing}; the others are reported"));
-        return exit(i32::from(EXIT_ERROR));
+    let mut problems: Vec<String> = node.missing.iter().cloned().collect();
+    if let Some(first) = node.namespaces.iter().find(|n| n.error.is_some()) {
+        problems.push(format!(
+            "{} namespaces could not be read (first: {}: {})",
+            node.failed,
+            first.identity.label(),
+            first.error.as_deref().unwrap_or_default()
+        ));
     }
-    exit(worst)
+    if problems.is_empty() {
+        return exit(worst);
+    }
+    note(format_args!(
+        "twscope: incomplete: {}; the others are reported",
+        problems.join("; ")
+    ));
+    exit(i32::from(EXIT_ERROR))
 }
 
 fn status_all(args: &StatusRun) -> Result<ExitCode> {

@@ -12,6 +12,12 @@ use twscope_core::{diagnose, Report};
 
 use crate::style::{severity as severity_style, BOLD, DIM};
 
+/// `text` with control characters shown as `?`: a process name (prctl) or a
+/// pod's hostname is anyone's to set, and must not drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 /// How many processes a text row names.
 const PROCESSES_SHOWN: usize = 2;
 
@@ -82,7 +88,7 @@ fn processes(n: &NamespaceStatus) -> String {
     let mut text: Vec<String> = p
         .iter()
         .take(PROCESSES_SHOWN)
-        .map(|p| format!("{} {}", p.pid, p.comm))
+        .map(|p| format!("{} {}", p.pid, printable(&p.comm)))
         .collect();
     if p.len() > PROCESSES_SHOWN {
         text.push(format!("+{}", p.len() - PROCESSES_SHOWN));
@@ -142,7 +148,7 @@ fn write_status(out: &mut String, node: &Node, host: &str, kernel: &str) -> std:
             };
             (
                 [
-                    n.identity.label(),
+                    printable(&n.identity.label()),
                     who(n),
                     processes(n),
                     range,
@@ -195,8 +201,8 @@ fn write_status(out: &mut String, node: &Node, host: &str, kernel: &str) -> std:
         writeln!(
             out,
             "{DIM}{}: {}{DIM:#}",
-            n.identity.label(),
-            n.error.as_deref().unwrap_or_default()
+            printable(&n.identity.label()),
+            printable(n.error.as_deref().unwrap_or_default())
         )?;
     }
     writeln!(out)?;
@@ -207,7 +213,7 @@ fn write_status(out: &mut String, node: &Node, host: &str, kernel: &str) -> std:
             writeln!(
                 out,
                 "{style}{} (netns inode {}): {}{style:#}",
-                worst.identity.label(),
+                printable(&worst.identity.label()),
                 worst.identity.inode,
                 status.verdict.summary
             )?;
@@ -238,7 +244,7 @@ pub fn render_doctor(node: &Node, show_remedies: bool) -> String {
         let _ = write!(
             out,
             "\n{BOLD}── {} (netns inode {}){BOLD:#}\n",
-            n.identity.label(),
+            printable(&n.identity.label()),
             n.identity.inode
         );
         out.push_str(&crate::doctor_text::render_with(status, report, show_remedies));

@@ -52,6 +52,9 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
             args.critical
         );
     }
+    if args.dest.is_some() && args.netns.all() {
+        bail!("--dest selects in one namespace; with --netns all give --json and filter its namespaces[].destinations");
+    }
     if args.doctor && args.netns.all() {
         bail!("--doctor reads one namespace; for every namespace run `twscope doctor --netns all`");
     }

@@ -19,12 +19,15 @@ pub struct Found {
 }
 
 impl Found {
-    /// A file to `setns()` into it: a process's namespace link, else a mount.
-    pub fn path(&self, proc_root: &Path) -> PathBuf {
-        match self.pids.first() {
-            Some(pid) => proc_root.join(pid.to_string()).join("ns/net"),
-            None => self.mounts.first().cloned().unwrap_or_default(),
-        }
+    /// Files to `setns()` into it: its processes' namespace links (a few),
+    /// then its mounts.
+    pub fn paths(&self, proc_root: &Path) -> Vec<PathBuf> {
+        let links = self
+            .pids
+            .iter()
+            .take(8)
+            .map(|pid| proc_root.join(pid.to_string()).join("ns/net"));
+        links.chain(self.mounts.iter().cloned()).collect()
     }
 }
 
@@ -122,8 +125,17 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+        let octal = |at: usize| {
+            bytes
+                .get(at)
+                .filter(|b| (b'0'..=b'7').contains(b))
+                .map(|b| u32::from(b - b'0'))
+        };
+        let value = match (bytes[i], octal(i + 1), octal(i + 2), octal(i + 3)) {
+            (b'\\', Some(a), Some(b), Some(c)) => u8::try_from(a * 64 + b * 8 + c).ok(),
+            _ => None,
+        };
+        if let Some(value) = value {
             out.push(value);
             i += 4;
         } else {
@@ -157,6 +169,9 @@ mod tests {
             ]
         );
         assert!(parse_mountinfo("garbage\n - nsfs\n", Path::new("/")).is_empty());
+        // Not an escape (beyond a byte, or cut short): kept as it is.
+        assert_eq!(unescape("a\\777b\\04"), "a\\777b\\04");
+        assert_eq!(unescape("a\\040b"), "a b");
     }
 
     #[test]

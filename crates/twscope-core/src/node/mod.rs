@@ -23,7 +23,7 @@ pub mod identity;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -113,8 +113,11 @@ pub struct Node {
     /// namespaces only they are in were not found.
     pub unreadable_processes: usize,
     /// Namespaces that could not be entered or read (each one's `error`
-    /// says why; one may have gone away while it was read).
+    /// says why).
     pub failed: usize,
+    /// Namespaces found that were gone by the time they were read (not
+    /// listed, not a failure).
+    pub gone: usize,
     /// What privilege is missing, in one line, when a namespace or process
     /// was not read for want of it.
     pub missing: Option<String>,
@@ -149,13 +152,18 @@ impl Node {
         }
 
         let next = AtomicUsize::new(0);
-        let denied_count = AtomicUsize::new(0);
+        let open_denied = AtomicUsize::new(0);
+        let gone = AtomicUsize::new(0);
+        let enter_denied = AtomicUsize::new(0);
         let idle_entered = AtomicUsize::new(0);
         let results: Mutex<Vec<NamespaceStatus>> = Mutex::new(Vec::with_capacity(jobs.len()));
         let own_uts = File::open("/proc/thread-self/ns/uts").ok();
         std::thread::scope(|scope| {
             for _ in 0..options.workers.clamp(1, jobs.len().max(1)) {
                 scope.spawn(|| loop {
+                    if UTS_LOST.with(|lost| lost.get()) {
+                        break; // the other workers take the rest
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((f, dump)) = jobs.get(i) else {
                         break;
@@ -169,8 +177,16 @@ impl Node {
                                 idle_entered.fetch_add(1, Ordering::Relaxed);
                                 continue;
                             }
-                            Err(Failure { denied, message }) => {
-                                denied_count.fetch_add(usize::from(denied), Ordering::Relaxed);
+                            Err(Failure { needs, message }) => {
+                                match needs {
+                                    Some(Needs::Ptrace) => open_denied.fetch_add(1, Ordering::Relaxed),
+                                    Some(Needs::Admin) => enter_denied.fetch_add(1, Ordering::Relaxed),
+                                    Some(Needs::Gone) => {
+                                        gone.fetch_add(1, Ordering::Relaxed);
+                                        continue;
+                                    }
+                                    None => 0,
+                                };
                                 (None, Some(message))
                             }
                         }
@@ -209,13 +225,14 @@ impl Node {
         } else {
             discovery.unreadable
         };
-        let missing = missing_privileges(unreadable, denied_count.into_inner());
+        let missing = missing_privileges(unreadable + open_denied.into_inner(), enter_denied.into_inner());
         Node {
             namespaces,
             found,
             idle,
             unreadable_processes: discovery.unreadable,
             failed,
+            gone: gone.into_inner(),
             missing,
         }
     }
@@ -279,7 +296,16 @@ fn tcp_sockets_in(net_dir: &Path) -> Option<u64> {
             total += value.parse::<u64>().ok()?;
         }
     }
-    Some(total)
+    // `inuse` counts IPv4 sockets only (`tw` both families): IPv6 ones, dual
+    // stack included, are `TCP6: inuse` of sockstat6 (absent without IPv6).
+    let v6 = std::fs::read_to_string(net_dir.join("sockstat6"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("TCP6: inuse ")?.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    Some(total + v6)
 }
 
 /// The init namespace's inode: PID 1's, or the kernel's fixed one when PID
@@ -355,8 +381,16 @@ fn pod_hostname(proc_root: &Path, pid: u32, own_uts: Option<&File>) -> Option<St
     setns(&theirs, libc::CLONE_NEWUTS).ok()?;
     let name = crate::kernel::hostname(proc_root).ok();
     // Back, so the next namespace on this thread reads its own hostname.
-    setns(own_uts, libc::CLONE_NEWUTS).ok()?;
+    if setns(own_uts, libc::CLONE_NEWUTS).is_err() {
+        UTS_LOST.with(|lost| lost.set(true));
+    }
     name.filter(|n| !n.is_empty())
+}
+
+thread_local! {
+    /// Set when a worker could not return to its own UTS namespace: it must
+    /// take no further job, or it would report a pod's hostname as the host's.
+    static UTS_LOST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn setns(file: &File, nstype: libc::c_int) -> std::io::Result<()> {
@@ -368,10 +402,44 @@ fn setns(file: &File, nstype: libc::c_int) -> std::io::Result<()> {
     }
 }
 
+/// The privilege a failure was for want of, or that there was nothing left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// Opening another user's namespace file (a ptrace read check).
+    Ptrace,
+    /// `setns()`.
+    Admin,
+    /// Nothing: the namespace is gone (its processes exited, its mounts were
+    /// removed) since discovery — on a busy node, a normal event.
+    Gone,
+}
+
+/// `setns()` into the namespace file at `path`.
+fn enter_path(path: &Path) -> Result<(), Failure> {
+    let file = crate::files::open_nonblocking(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Failure {
+            needs: Some(Needs::Ptrace),
+            message: format!("cannot open {}: needs CAP_SYS_PTRACE (or root)", path.display()),
+        },
+        std::io::ErrorKind::NotFound => Failure {
+            needs: Some(Needs::Gone),
+            message: format!("{} is gone", path.display()),
+        },
+        _ => Failure::other(format_args!("cannot open {}: {e}", path.display())),
+    })?;
+    setns(&file, libc::CLONE_NEWNET).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) => Failure {
+            needs: Some(Needs::Admin),
+            message: "cannot enter the namespace: needs CAP_SYS_ADMIN (or root)".to_string(),
+        },
+        _ => Failure::other(format_args!("cannot enter the namespace: {e}")),
+    })
+}
+
 /// Why a namespace was not read.
 struct Failure {
-    /// For want of a privilege.
-    denied: bool,
+    /// The privilege missing, if that was why.
+    needs: Option<Needs>,
     /// One line saying what failed and what is missing.
     message: String,
 }
@@ -379,7 +447,7 @@ struct Failure {
 impl Failure {
     fn other(message: impl std::fmt::Display) -> Failure {
         Failure {
-            denied: false,
+            needs: None,
             message: message.to_string(),
         }
     }
@@ -397,25 +465,21 @@ fn read_namespace(
     use std::os::unix::fs::MetadataExt;
     let here = || std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino());
     if here().map_err(Failure::other)? != f.inode {
-        let path: PathBuf = f.path(proc_root);
-        let file = crate::files::open_nonblocking(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => Failure {
-                denied: true,
-                message: format!("cannot open {}: needs CAP_SYS_PTRACE (or root)", path.display()),
-            },
-            _ => Failure::other(format_args!("cannot open {}: {e}", path.display())),
-        })?;
-        setns(&file, libc::CLONE_NEWNET).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPERM) => Failure {
-                denied: true,
-                message: "cannot enter the namespace: needs CAP_SYS_ADMIN (or root)".to_string(),
-            },
-            _ => Failure::other(format_args!("cannot enter the namespace: {e}")),
-        })?;
-        // The process may have exited and its PID been reused: make sure this
-        // is the namespace discovery found.
-        if here().map_err(Failure::other)? != f.inode {
-            return Err(Failure::other("the namespace went away while it was being read"));
+        // Any of its processes or mounts will do: the first may have exited
+        // (its PID even reused) since discovery.
+        let mut last = Failure {
+            needs: Some(Needs::Gone),
+            message: "the namespace went away while it was being read".to_string(),
+        };
+        let entered = f.paths(proc_root).into_iter().any(|path| match enter_path(&path) {
+            Ok(()) => here().is_ok_and(|now| now == f.inode),
+            Err(e) => {
+                last = e;
+                false
+            }
+        });
+        if !entered {
+            return Err(last);
         }
     }
     // Held only by a mount, it was not checked before: check now, cheaply.
@@ -439,6 +503,16 @@ mod tests {
         // Our own namespace: whatever it holds, the file parses.
         assert!(tcp_sockets(Path::new("/proc"), me).is_some());
         assert_eq!(tcp_sockets(Path::new("/nonexistent"), me), None);
+        // IPv6 sockets count too: sockstat's `inuse` is IPv4 only.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sockstat"),
+            "TCP: inuse 2 orphan 0 tw 3 alloc 9 mem 1\n",
+        )
+        .unwrap();
+        assert_eq!(tcp_sockets_in(dir.path()), Some(5));
+        std::fs::write(dir.path().join("sockstat6"), "TCP6: inuse 7\nUDP6: inuse 1\n").unwrap();
+        assert_eq!(tcp_sockets_in(dir.path()), Some(12));
     }
 
     #[test]
