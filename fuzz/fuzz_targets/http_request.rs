@@ -25,7 +25,7 @@ use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use twscope_core::status::StatusOptions;
-use twscope_exporter::{serve_connection, Exporter, Limits, SnapshotOptions, Snapshots, WebConfig};
+use twscope_exporter::{serve_connection, Exporter, Limits, Scope, SnapshotOptions, Snapshots, WebConfig};
 
 /// base64("prometheus:s3cret"), the only credential that gets in.
 const GOOD_CREDENTIAL: &str = "cHJvbWV0aGV1czpzM2NyZXQ=";
@@ -53,7 +53,7 @@ fn setup() -> &'static (Runtime, Arc<Exporter>) {
             timeout: Duration::from_secs(4),
             max_destinations: 10,
             status: StatusOptions::default(),
-            netns: twscope_core::netns::current("host").unwrap(),
+            scope: Scope::One(twscope_core::netns::current("host").unwrap()),
         });
         (runtime, Arc::new(Exporter::new(snapshots, Some(web), Limits::default())))
     })
