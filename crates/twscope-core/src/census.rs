@@ -262,26 +262,10 @@ impl Census {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sockdiag::Family;
 
     fn socket(state: TcpState, local: (&str, u16), remote: (&str, u16), expires_ms: u32) -> SocketRecord {
-        let local_addr: IpAddr = local.0.parse().unwrap();
-        SocketRecord {
-            family: if local_addr.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
-            state,
-            local_addr,
-            local_port: local.1,
-            remote_addr: remote.0.parse().unwrap(),
-            remote_port: remote.1,
-            timer: if state == TcpState::TimeWait { 3 } else { 0 },
-            expires_ms,
-            uid: 0,
-            inode: 0,
-        }
+        let addr = |text: &str| text.parse().unwrap();
+        SocketRecord::synthetic(state, (addr(local.0), local.1), (addr(remote.0), remote.1), expires_ms)
     }
 
     #[test]

@@ -239,6 +239,27 @@ pub struct SocketRecord {
     pub inode: u32,
 }
 
+impl SocketRecord {
+    /// A record as a dump reports one `state` socket from `local` to
+    /// `remote`: the family from the local address, the TIME_WAIT timer on a
+    /// TIME_WAIT socket with `expires_ms` left, no owner, no inode. Synthetic
+    /// census input for tests and fixtures.
+    pub fn synthetic(state: TcpState, local: (IpAddr, u16), remote: (IpAddr, u16), expires_ms: u32) -> SocketRecord {
+        SocketRecord {
+            family: if local.0.is_ipv4() { Family::Inet } else { Family::Inet6 },
+            state,
+            local_addr: local.0,
+            local_port: local.1,
+            remote_addr: remote.0,
+            remote_port: remote.1,
+            timer: if state == TcpState::TimeWait { 3 } else { 0 },
+            expires_ms,
+            uid: 0,
+            inode: 0,
+        }
+    }
+}
+
 /// What can go wrong in a dump. Malformed input is an error, never a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {

@@ -6,7 +6,6 @@
 //! After an intended change: `TWSCOPE_BLESS=1 cargo test -p twscope-exporter --test golden`,
 //! then review the diff.
 
-use std::net::IpAddr;
 use std::path::Path;
 
 use twscope_core::census::Census;
@@ -14,29 +13,14 @@ use twscope_core::doctor;
 use twscope_core::kernel::{Counters, PortRanges, Settings};
 use twscope_core::linux::TimeWaitLifetime;
 use twscope_core::netns::NetnsInfo;
-use twscope_core::sockdiag::{Family, SocketRecord};
+use twscope_core::sockdiag::SocketRecord;
 use twscope_core::status::{DumpInfo, Readings, Status, StatusOptions};
 use twscope_core::TcpState;
 use twscope_exporter::metrics::{self, ExporterStats, ProtectionCounts};
 
 fn socket(state: TcpState, local: (&str, u16), remote: (&str, u16), expires_ms: u32) -> SocketRecord {
-    let local_addr: IpAddr = local.0.parse().unwrap();
-    SocketRecord {
-        family: if local_addr.is_ipv4() {
-            Family::Inet
-        } else {
-            Family::Inet6
-        },
-        state,
-        local_addr,
-        local_port: local.1,
-        remote_addr: remote.0.parse().unwrap(),
-        remote_port: remote.1,
-        timer: if state == TcpState::TimeWait { 3 } else { 0 },
-        expires_ms,
-        uid: 0,
-        inode: 0,
-    }
+    let addr = |text: &str| text.parse().unwrap();
+    SocketRecord::synthetic(state, (addr(local.0), local.1), (addr(remote.0), remote.1), expires_ms)
 }
 
 /// A namespace with a narrow range: a database churned at 40/s (critical),
