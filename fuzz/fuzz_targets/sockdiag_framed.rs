@@ -12,6 +12,9 @@ use libfuzzer_sys::fuzz_target;
 use twscope_core::sockdiag::{parse_batch, DumpError, Family, Progress, SocketRecord, TcpState};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCPDIAG_GETSOCK`: the replies to the request that dumps both families in
+/// one walk carry records under this type too.
+const TCPDIAG_GETSOCK: u16 = 18;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_MULTI: u16 = 2;
@@ -137,7 +140,7 @@ fn expect(msg_type: u16, payload: &[u8], offset: usize) -> Result<Option<SocketR
             Some(0) => Ok(None),
             Some(code) => Err(errno(code)),
         },
-        SOCK_DIAG_BY_FAMILY => {
+        SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
             if payload.len() < DIAG_MSG {
                 return Err(Outcome::Malformed(offset));
             }
