@@ -33,6 +33,10 @@ pub struct ChurnOptions {
     pub sources: Vec<IpAddr>,
     /// Close with `SO_LINGER` 0: a RST instead of a FIN, so no TIME_WAIT.
     pub linger_zero: bool,
+    /// A plain blocking `connect()` (as most clients make) instead of a
+    /// non-blocking one polled with a timeout; EADDRNOTAVAIL comes back
+    /// synchronously from both.
+    pub blocking: bool,
 }
 
 impl Default for ChurnOptions {
@@ -45,6 +49,7 @@ impl Default for ChurnOptions {
             request: false,
             sources: Vec::new(),
             linger_zero: false,
+            blocking: false,
         }
     }
 }
@@ -215,7 +220,11 @@ pub fn request(stream: &mut TcpStream) -> io::Result<()> {
 }
 
 fn one_connection(target: &SocketAddr, source: Option<IpAddr>, options: &ChurnOptions) -> io::Result<()> {
-    let mut stream = connect(target, source, options.linger_zero)?;
+    let mut stream = if options.blocking && source.is_none() && !options.linger_zero {
+        TcpStream::connect(target)?
+    } else {
+        connect(target, source, options.linger_zero)?
+    };
     if options.request {
         request(&mut stream)?;
     }

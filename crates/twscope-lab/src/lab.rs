@@ -477,6 +477,7 @@ fn run_client(options: &LabOptions, sources: &[IpAddr], progress: &Progress) {
                     Vec::new()
                 },
                 linger_zero: options.fix == Some(Fix::Linger0),
+                blocking: false,
             };
             churn_with(&[SERVER], &churn, progress);
         }
