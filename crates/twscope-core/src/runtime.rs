@@ -10,7 +10,7 @@ use std::path::Path;
 
 use object::{Object, ObjectSection};
 
-use crate::trace::Runtime;
+use crate::doctor::Language;
 
 /// `/proc/PID/maps` is read up to this size: the runtime libraries are mapped
 /// early, and a JVM's map can run to megabytes.
@@ -20,7 +20,7 @@ const EXE_CAP: u64 = 512 << 20;
 
 /// The runtime of the process whose `/proc` directory is `proc_pid`, if
 /// recognised.
-pub fn detect(proc_pid: &Path) -> Option<Runtime> {
+pub fn detect(proc_pid: &Path) -> Option<Language> {
     let exe_name = std::fs::read_link(proc_pid.join("exe"))
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
@@ -41,34 +41,34 @@ pub fn detect(proc_pid: &Path) -> Option<Runtime> {
 }
 
 /// `java`, `python3.11`, `node`: the executable's own name.
-pub fn by_executable_name(name: &str) -> Option<Runtime> {
+pub fn by_executable_name(name: &str) -> Option<Language> {
     if name == "java" {
-        Some(Runtime::Java)
+        Some(Language::Java)
     } else if name.starts_with("python") {
-        Some(Runtime::Python)
+        Some(Language::Python)
     } else if name == "node" || name == "nodejs" {
-        Some(Runtime::Node)
+        Some(Language::Node)
     } else {
         None
     }
 }
 
 /// The runtime's shared library among a `/proc/PID/maps` text's paths.
-pub fn by_mapped_libraries(maps: &str) -> Option<Runtime> {
+pub fn by_mapped_libraries(maps: &str) -> Option<Language> {
     maps.lines().filter_map(|l| l.rsplit('/').next()).find_map(|lib| {
         if lib.starts_with("libjvm.so") {
-            Some(Runtime::Java)
+            Some(Language::Java)
         } else if lib.starts_with("libpython") {
-            Some(Runtime::Python)
+            Some(Language::Python)
         } else if lib.starts_with("libnode.so") {
-            Some(Runtime::Node)
+            Some(Language::Node)
         } else {
             None
         }
     })
 }
 
-fn by_elf_sections(exe: &Path) -> Option<Runtime> {
+fn by_elf_sections(exe: &Path) -> Option<Language> {
     let file = File::open(exe).ok()?;
     if file.metadata().ok()?.len() > EXE_CAP {
         return None;
@@ -77,13 +77,13 @@ fn by_elf_sections(exe: &Path) -> Option<Runtime> {
     file.take(EXE_CAP).read_to_end(&mut bytes).ok()?;
     let elf = object::File::parse(bytes.as_slice()).ok()?;
     if elf.section_by_name(".go.buildinfo").is_some() {
-        return Some(Runtime::Go);
+        return Some(Language::Go);
     }
     let comment = elf.section_by_name(".comment")?.data().ok()?;
     comment
         .split(|b| *b == 0)
         .any(|s| s.starts_with(b"rustc version"))
-        .then_some(Runtime::Rust)
+        .then_some(Language::Rust)
 }
 
 #[cfg(test)]
@@ -92,15 +92,15 @@ mod tests {
 
     #[test]
     fn names_and_libraries() {
-        assert_eq!(by_executable_name("python3.11"), Some(Runtime::Python));
+        assert_eq!(by_executable_name("python3.11"), Some(Language::Python));
         assert_eq!(by_executable_name("nginx"), None);
         let jvm = "7f00-7f01 r-xp 00000000 08:01 123 /usr/lib/jvm/java-17/lib/server/libjvm.so\n";
-        assert_eq!(by_mapped_libraries(jvm), Some(Runtime::Java));
+        assert_eq!(by_mapped_libraries(jvm), Some(Language::Java));
         assert_eq!(by_mapped_libraries("7f00-7f01 r-xp 0 0:0 0 /usr/lib/libc.so.6\n"), None);
     }
 
     #[test]
     fn this_test_binary_is_rust() {
-        assert_eq!(detect(Path::new("/proc/self")), Some(Runtime::Rust));
+        assert_eq!(detect(Path::new("/proc/self")), Some(Language::Rust));
     }
 }

@@ -18,6 +18,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::doctor::Language;
 use crate::node::identity::{self, CgroupFacts};
 
 /// Buckets of the lifetime histogram: bucket `i` holds lifetimes in
@@ -177,36 +178,6 @@ pub struct Sample {
     pub duration_s: f64,
 }
 
-/// The language runtime of a process, judged from its executable and the
-/// libraries it maps: what the doctor's remedies speak to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    /// A JVM (`libjvm.so` mapped).
-    Java,
-    /// A Go binary (a `.go.buildinfo` section).
-    Go,
-    /// CPython (`libpython` mapped or a `python` executable).
-    Python,
-    /// Node.js (a `node` executable or `libnode` mapped).
-    Node,
-    /// A Rust binary (rustc's symbols or panic strings in the executable).
-    Rust,
-}
-
-impl Runtime {
-    /// Its name as the doctor's remedies are keyed.
-    pub fn name(self) -> &'static str {
-        match self {
-            Runtime::Java => "Java",
-            Runtime::Go => "Go",
-            Runtime::Python => "Python",
-            Runtime::Node => "Node.js",
-            Runtime::Rust => "Rust",
-        }
-    }
-}
-
 /// Who a traced process is, read from `/proc` while it runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProcessIdentity {
@@ -217,8 +188,9 @@ pub struct ProcessIdentity {
     /// Pod name: the hostname of the process's UTS namespace, when it is in a
     /// pod.
     pub pod_name: Option<String>,
-    /// The language runtime, if recognised.
-    pub runtime: Option<Runtime>,
+    /// The language runtime, if recognised ([`crate::runtime`]): the
+    /// doctor's remedies speak to it.
+    pub runtime: Option<Language>,
 }
 
 impl ProcessIdentity {

@@ -11,6 +11,8 @@ use crate::style::{printable, BOLD, DIM};
 
 /// Rows shown per process; the JSON has them all.
 const DESTINATIONS_SHOWN: usize = 5;
+/// Processes shown (failing first, then busiest); the JSON has them all.
+const PROCESSES_SHOWN: usize = 20;
 
 fn lifetime(ms: f64) -> String {
     if ms < 1.0 {
@@ -54,7 +56,7 @@ pub fn render(report: &TraceReport, scope: &str) -> String {
             "PROCESS (PID)", "CONTAINER", "DESTINATION", "OPEN/s", "TW/s", "LIFE p50", "p99", "MAX", "RESETS", "FAILED"
         );
     }
-    for p in &report.processes {
+    for p in report.processes.iter().take(PROCESSES_SHOWN) {
         let container = p.container.as_deref().map(printable).unwrap_or_else(|| "-".into());
         for (i, d) in p.destinations.iter().take(DESTINATIONS_SHOWN).enumerate() {
             let (name, box_) = if i == 0 {
@@ -94,6 +96,13 @@ pub fn render(report: &TraceReport, scope: &str) -> String {
                 p.destinations.len() - DESTINATIONS_SHOWN
             );
         }
+    }
+    if report.processes.len() > PROCESSES_SHOWN {
+        let _ = writeln!(
+            out,
+            "{DIM}… {} more processes, each less busy (--json lists all){DIM:#}",
+            report.processes.len() - PROCESSES_SHOWN
+        );
     }
     let _ = writeln!(out, "\n{BOLD}verdict{BOLD:#}: {}", printable(&report.verdict.summary));
     for line in &report.verdict.evidence {

@@ -258,6 +258,12 @@ impl Language {
     }
 }
 
+impl Serialize for Language {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.id())
+    }
+}
+
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -396,6 +402,22 @@ impl Report {
     /// Whether a finding of `id` is present.
     pub fn has(&self, id: FindingId) -> bool {
         self.findings.iter().any(|f| f.id == id)
+    }
+
+    /// The report with its code snippets narrowed to `languages` — the
+    /// runtimes of the processes a trace found — when any is known; with none
+    /// known every language stays, as without a trace.
+    pub fn speaking_to(mut self, languages: &[Language]) -> Report {
+        if languages.is_empty() {
+            return self;
+        }
+        for finding in &mut self.findings {
+            finding.remedies.retain(|r| match r.kind {
+                RemedyKind::Snippet { language } => languages.contains(&language),
+                _ => true,
+            });
+        }
+        self
     }
 
     /// The findings of `id` (several for per-destination or per-port checks).

@@ -60,6 +60,10 @@ struct Args {
     /// Print what this process counted as JSON on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// The process's name (`comm`, as `ps` and the tracer show it), so that
+    /// the applications of a test or a demo can be told apart.
+    #[arg(long, value_name = "NAME")]
+    comm: Option<String>,
     /// Append `unix_seconds attempts failed addr_not_available` to FILE every
     /// 100 ms, for rates over any window.
     #[arg(long, value_name = "FILE")]
@@ -74,6 +78,13 @@ extern "C" fn on_term(_signal: libc::c_int) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(name) = &args.comm {
+        // Before any thread starts: PR_SET_NAME names the calling thread, and
+        // the main thread's name is the process's.
+        let name = std::ffi::CString::new(name.as_bytes()).unwrap_or_default();
+        // SAFETY: a NUL-terminated string the kernel copies (up to 15 bytes).
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
     if let Some(ns) = &args.netns {
         let entered = twscope_core::netns::NetnsSpec::parse(ns).and_then(|spec| twscope_core::netns::enter(&spec));
         if let Err(e) = entered {
