@@ -58,6 +58,8 @@
 #define ECONNREFUSED 111
 #define EHOSTUNREACH 113
 #define EINPROGRESS 115
+#define EINTR 4
+#define ERESTARTSYS 512 /* and the other kernel-internal restarts above it */
 
 /* Only the fields read, by name: CO-RE relocates them against the running
  * kernel's BTF, so no vmlinux.h and no offsets are compiled in. */
@@ -141,8 +143,10 @@ struct {
 	__type(value, struct sock_info);
 } sockets SEC(".maps");
 
+/* LRU: a thread killed inside connect() never reaches sys_exit_connect, and
+ * its entry must not stay forever. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct connect_call);
@@ -401,8 +405,10 @@ int sys_exit_connect(struct sys_exit_args *ctx)
 	long ret = ctx->ret;
 	/* Only a TCP connect that reached SYN_SENT (call->skaddr set) is ours:
 	 * UDP and Unix sockets connect() too. EINPROGRESS is a non-blocking
-	 * connect under way, its end is seen on the socket. */
-	if (call->skaddr && ret < 0 && ret != -EINPROGRESS) {
+	 * connect under way, and a blocking one interrupted by a signal (EINTR,
+	 * or a restart) goes on too: the end of either is seen on the socket. */
+	int in_progress = ret == -EINPROGRESS || ret == -EINTR || ret <= -ERESTARTSYS;
+	if (call->skaddr && ret < 0 && !in_progress) {
 		struct flow_key key = call->key;
 		record_failure(&key, pid_tgid, (int)-ret);
 	}
