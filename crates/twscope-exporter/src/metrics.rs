@@ -15,6 +15,9 @@ use twscope_core::diagnose;
 use twscope_core::doctor::{Finding, Report};
 use twscope_core::node::{NamespaceStatus, Node};
 use twscope_core::status::{Destination, DestinationSum, Status};
+use twscope_core::trace::{EADDRNOTAVAIL, FAILURE_CLASSES};
+
+use crate::trace::TraceView;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -188,6 +191,11 @@ impl Builder {
 
     fn declare_int(&mut self, name: &'static str, help: &'static str) {
         self.family(name, help, None, || Kind::Int(Family::default()));
+    }
+
+    /// Registers an empty counter family (so it is listed even without series).
+    fn declare_count(&mut self, name: &'static str, help: &'static str) {
+        self.family(name, help, None, || Kind::Count(Family::default()));
     }
 
     fn count(&mut self, name: &'static str, help: &'static str, own: &[(&str, String)], v: u64) {
@@ -462,10 +470,114 @@ fn exporter(b: &mut Builder, stats: ExporterStats, reads: &str) {
     );
 }
 
+/// `serve --trace`: per (process, destination) series, the tail in
+/// `comm="other"`, and the tracer's own health.
+fn traced(b: &mut Builder, view: &TraceView) {
+    b.netns = None;
+    const CONNECTS: &str = "connect() calls that reached port selection (failed ones too) per process and destination since the tracer attached; beyond --max-trace-series summed into comm=\"other\"";
+    const TIME_WAIT: &str =
+        "Connections closed first by this process: each left a TIME_WAIT socket holding a source port for 60 s";
+    const FAILURES: &str = "Failed connect() calls by errno (EADDRNOTAVAIL: no source port left; always listed), per process and destination";
+    b.declare_count("trace_connects", CONNECTS);
+    b.declare_count("trace_time_wait_left", TIME_WAIT);
+    b.declare_count("trace_connect_failures", FAILURES);
+    for row in &view.rows {
+        let labels = [
+            ("comm", row.comm.clone()),
+            ("container", row.container.clone()),
+            ("netns", row.netns.clone()),
+            ("dst", row.dst.clone()),
+            ("dst_port", row.dst_port.clone()),
+        ];
+        b.count("trace_connects", CONNECTS, &labels, row.counts.connects);
+        b.count("trace_time_wait_left", TIME_WAIT, &labels, row.counts.time_wait_left);
+        for (class, n) in FAILURE_CLASSES.iter().zip(row.counts.failures) {
+            if n > 0 || *class == EADDRNOTAVAIL {
+                let mut with_errno = labels.to_vec();
+                with_errno.push(("errno", class.to_string()));
+                b.count("trace_connect_failures", FAILURES, &with_errno, n);
+            }
+        }
+    }
+    b.int(
+        "trace_attached",
+        "1 while the tracer's programs are attached and their map is read (serve --trace)",
+        &[],
+        i64::from(view.attached),
+    );
+    b.int(
+        "trace_series",
+        "Traced (process, destination) series, before the --max-trace-series cut",
+        &[],
+        view.series as i64,
+    );
+    b.int(
+        "trace_flows",
+        "Entries of the tracer's kernel map followed now (per process, namespace and destination; it holds 16384)",
+        &[],
+        view.flows as i64,
+    );
+    b.count(
+        "trace_flows_forgotten",
+        "Kernel map entries of exited processes removed (their counts stay in the counters)",
+        &[],
+        view.forgotten,
+    );
+    b.count(
+        "trace_read_errors",
+        "Reads of the tracer's kernel map that failed",
+        &[],
+        view.read_errors,
+    );
+    let l = view.losses;
+    b.count(
+        "trace_events_dropped",
+        "Failure events lost to a full ring buffer (the failure counters stay exact)",
+        &[],
+        l.events_dropped,
+    );
+    b.count(
+        "trace_flows_full",
+        "New (process, destination) pairs not counted: the kernel map was full",
+        &[],
+        l.flows_full,
+    );
+    b.count(
+        "trace_sockets_full",
+        "Connections not followed to their close (TIME_WAITs left undercounted): the socket map was full",
+        &[],
+        l.sockets_full,
+    );
+}
+
 /// Builds the registry for one snapshot of one namespace.
 pub fn registry(status: &Status, report: &Report, max_destinations: usize, stats: ExporterStats) -> Registry {
+    one_namespace(status, report, max_destinations, stats, None)
+}
+
+/// [`registry`] with `serve --trace`'s series (before the exporter's own).
+pub fn traced_registry(
+    status: &Status,
+    report: &Report,
+    max_destinations: usize,
+    stats: ExporterStats,
+    trace: &TraceView,
+) -> Registry {
+    one_namespace(status, report, max_destinations, stats, Some(trace))
+}
+
+fn one_namespace(
+    status: &Status,
+    report: &Report,
+    max_destinations: usize,
+    stats: ExporterStats,
+    trace: Option<&TraceView>,
+) -> Registry {
     let mut b = Builder::default();
     namespace(&mut b, status, report, max_destinations);
+    if let Some(view) = trace {
+        traced(&mut b, view);
+    }
     exporter(&mut b, stats, &status.netns.name);
     b.finish()
 }
@@ -486,6 +598,15 @@ pub struct NodeLimits {
 /// and a `twscope_netns_info` series naming its pod, container and runtime
 /// (`group_left` joins); the rest summed into `netns="other"`.
 pub fn node_registry(node: &Node, limits: NodeLimits, stats: ExporterStats) -> Registry {
+    whole_node(node, limits, stats, None)
+}
+
+/// [`node_registry`] with `serve --trace`'s series (before the exporter's own).
+pub fn traced_node_registry(node: &Node, limits: NodeLimits, stats: ExporterStats, trace: &TraceView) -> Registry {
+    whole_node(node, limits, stats, Some(trace))
+}
+
+fn whole_node(node: &Node, limits: NodeLimits, stats: ExporterStats, trace: Option<&TraceView>) -> Registry {
     let mut b = Builder::default();
     let readable: Vec<(&NamespaceStatus, &Status)> = node
         .namespaces
@@ -550,6 +671,9 @@ pub fn node_registry(node: &Node, limits: NodeLimits, stats: ExporterStats) -> R
         &[("state", "failed".into())],
         node.failed as i64,
     );
+    if let Some(view) = trace {
+        traced(&mut b, view);
+    }
     exporter(&mut b, stats, "all");
     b.finish()
 }

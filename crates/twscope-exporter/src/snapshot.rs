@@ -18,6 +18,7 @@ use twscope_core::NetnsInfo;
 
 use crate::metrics::{self, ExporterStats, NodeLimits, ProtectionCounts};
 use crate::server::ServerStats;
+use crate::trace::TraceReader;
 
 /// What one dump produced, encoded once for every scrape that shares it.
 #[derive(Debug)]
@@ -80,6 +81,7 @@ pub struct Snapshots {
     dumps: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
     server: Arc<ServerStats>,
+    trace: Option<TraceReader>,
 }
 
 impl Snapshots {
@@ -91,7 +93,15 @@ impl Snapshots {
             dumps: Arc::new(AtomicU64::new(0)),
             errors: Arc::new(AtomicU64::new(0)),
             server: Arc::new(ServerStats::default()),
+            trace: None,
         }
+    }
+
+    /// Every snapshot also reads the tracer (`serve --trace`) and exports
+    /// its series.
+    pub fn traced(mut self, reader: TraceReader) -> Snapshots {
+        self.trace = Some(reader);
+        self
     }
 
     /// The server's protection counters, exported with every snapshot.
@@ -117,12 +127,15 @@ impl Snapshots {
         let options = self.options.clone();
         let (dumps, errors) = (self.dumps.clone(), self.errors.clone());
         let protections = self.server.counts();
+        let trace = self.trace.clone();
         // The lock travels with the dump: later scrapes wait for this one.
         tokio::spawn(async move {
             let started = Instant::now();
             let n = dumps.fetch_add(1, Ordering::Relaxed) + 1;
             let errors_so_far = errors.load(Ordering::Relaxed);
-            let job = tokio::task::spawn_blocking(move || make(&options, n, errors_so_far, protections, started));
+            let job = tokio::task::spawn_blocking(move || {
+                make(&options, trace.as_ref(), n, errors_so_far, protections, started)
+            });
             let result = match job.await {
                 Ok(result) => result,
                 Err(e) => Err(SnapshotError::Dump(format!("dump thread failed: {e}"))),
@@ -150,6 +163,7 @@ impl Snapshots {
 /// Runs on a blocking thread, in the namespace the process entered at start.
 fn make(
     options: &SnapshotOptions,
+    trace: Option<&TraceReader>,
     dumps: u64,
     errors: u64,
     protections: ProtectionCounts,
@@ -166,7 +180,10 @@ fn make(
                 duration_s: started.elapsed().as_secs_f64(),
                 protections,
             };
-            metrics::registry(&status, &report, options.max_destinations, stats)
+            match trace.map(TraceReader::view) {
+                Some(view) => metrics::traced_registry(&status, &report, options.max_destinations, stats, &view),
+                None => metrics::registry(&status, &report, options.max_destinations, stats),
+            }
         }
         Scope::All { max_namespaces } => {
             let node = Node::collect(&NodeOptions {
@@ -183,7 +200,10 @@ fn make(
                 max_namespaces: *max_namespaces,
                 max_destinations: options.max_destinations,
             };
-            metrics::node_registry(&node, limits, stats)
+            match trace.map(TraceReader::view) {
+                Some(view) => metrics::traced_node_registry(&node, limits, stats, &view),
+                None => metrics::node_registry(&node, limits, stats),
+            }
         }
     };
     let (openmetrics, text) = metrics::encode(&registry).map_err(|e| SnapshotError::Dump(format!("encoding: {e}")))?;

@@ -158,3 +158,107 @@ fn metrics_output_matches_the_reviewed_fixture() {
         db.utilization
     )));
 }
+
+/// `serve --trace` adds its families and changes nothing else: the traced
+/// output without them is the plain output, and they are compared with their
+/// own reviewed file (`tests/fixtures/trace-metrics.txt`).
+#[test]
+fn traced_output_adds_only_the_reviewed_trace_families() {
+    use twscope_core::trace::Losses;
+    use twscope_exporter::trace::{Counts, TraceRow, TraceView};
+
+    let status = status();
+    let report = doctor::diagnose(&status);
+    let stats = ExporterStats {
+        dumps: 7,
+        ..ExporterStats::default()
+    };
+    let row = |comm: &str, container: &str, netns: &str, dst: &str, port: &str, counts: Counts| TraceRow {
+        comm: comm.into(),
+        container: container.into(),
+        netns: netns.into(),
+        dst: dst.into(),
+        dst_port: port.into(),
+        counts,
+    };
+    let mut failing = Counts {
+        connects: 1200,
+        time_wait_left: 1150,
+        failures: [0; 8],
+    };
+    failing.failures[0] = 48; // EADDRNOTAVAIL
+    failing.failures[2] = 2; // ECONNREFUSED
+    let view = TraceView {
+        attached: true,
+        rows: vec![
+            row(
+                "java",
+                "pod checkout-7d9f",
+                "4026532383",
+                "198.18.0.100",
+                "5432",
+                failing,
+            ),
+            row(
+                "curl",
+                "",
+                "4026531840",
+                "2001:2::104",
+                "443",
+                Counts {
+                    connects: 3,
+                    time_wait_left: 3,
+                    failures: [0; 8],
+                },
+            ),
+            row(
+                "other",
+                "",
+                "other",
+                "other",
+                "",
+                Counts {
+                    connects: 40,
+                    time_wait_left: 38,
+                    failures: [0; 8],
+                },
+            ),
+        ],
+        series: 9,
+        flows: 12,
+        forgotten: 30,
+        read_errors: 0,
+        losses: Losses {
+            events_dropped: 1,
+            flows_full: 0,
+            sockets_full: 0,
+        },
+    };
+    let (_, plain) = metrics::encode(&metrics::registry(&status, &report, 3, stats)).unwrap();
+    let (_, traced) = metrics::encode(&metrics::traced_registry(&status, &report, 3, stats, &view)).unwrap();
+    let is_trace = |l: &&str| l.contains("twscope_trace_");
+    let rest: Vec<&str> = traced.lines().filter(|l| !is_trace(l)).collect();
+    assert_eq!(
+        sorted_within_families(&rest.join("\n")),
+        sorted_within_families(&plain),
+        "--trace changed the other families"
+    );
+    let ours: Vec<&str> = traced.lines().filter(is_trace).collect();
+    let text = sorted_within_families(&ours.join("\n"));
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trace-metrics.txt");
+    if std::env::var("TWSCOPE_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&fixture, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&fixture).expect("fixture missing: run with TWSCOPE_BLESS=1 and review it");
+    assert_eq!(
+        text, expected,
+        "the trace families differ from tests/fixtures/trace-metrics.txt; if intended, bless it (TWSCOPE_BLESS=1) and review the diff"
+    );
+    // EADDRNOTAVAIL is listed for every series, 0 or not; other classes only
+    // once they happened.
+    assert!(expected.contains("twscope_trace_connect_failures_total{comm=\"curl\",container=\"\",netns=\"4026531840\",dst=\"2001:2::104\",dst_port=\"443\",errno=\"EADDRNOTAVAIL\"} 0"));
+    assert!(!expected.contains(
+        "comm=\"curl\",container=\"\",netns=\"4026531840\",dst=\"2001:2::104\",dst_port=\"443\",errno=\"ECONNREFUSED\""
+    ));
+    assert!(expected.contains("errno=\"ECONNREFUSED\"} 2"));
+}

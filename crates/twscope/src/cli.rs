@@ -199,6 +199,8 @@ soft limit is raised to the hard one), and bcrypt checks run two at a time
 with a short queue (429 beyond it); only successful credentials are cached.
 With --netns the listening socket stays in the current namespace; only the
 census is read in the other one.
+--trace adds who connects and whose connects fail (per process, container,
+namespace and destination), from eBPF on tracepoints, for the whole node.
 Metrics are documented in the README.";
 
 /// Options of `twscope serve`.
@@ -252,6 +254,19 @@ pub struct ServeArgs {
     /// handshake, in seconds.
     #[arg(long = "web.header-timeout", value_name = "SECS", default_value_t = 10.0)]
     pub header_timeout: f64,
+
+    /// Also trace connects with eBPF, node-wide (as `twscope trace`): per
+    /// process and destination, connections opened, TIME_WAITs left and
+    /// connect failures by errno, as twscope_trace_*_total counters. Needs
+    /// CAP_BPF and CAP_PERFMON (or root); without them serve exits 3.
+    #[arg(long)]
+    pub trace: bool,
+
+    /// With --trace: (process, destination) series with their own counters,
+    /// most connects and failures first (an EADDRNOTAVAIL before any); the
+    /// rest are summed into comm="other". [default: 50]
+    #[arg(long, value_name = "N")]
+    pub max_trace_series: Option<usize>,
 }
 
 const PLAN_AFTER_HELP: &str = "\

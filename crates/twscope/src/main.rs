@@ -293,10 +293,21 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
         max_namespaces,
         netns,
         all_namespaces,
+        trace,
     } = run;
     let fd_limit = limits
         .fit_descriptor_limit()
         .context("cannot fit --web.max-connections to the open-file limit (RLIMIT_NOFILE)")?;
+    // --trace: attached before anything listens, so that missing privileges
+    // end the start in one line (exit 3); detached when serving ends.
+    let tracing = match trace {
+        Some(options) => {
+            let tracer = twscope_trace::Tracer::attach().context("serve --trace")?;
+            let source = Box::new(TracerSource(tracer));
+            Some(twscope_exporter::Tracing::start(source, options).context("serve --trace: cannot start reading")?)
+        }
+        None => None,
+    };
     // Bind here, in the current namespace; then enter the one to export, so
     // every thread started afterwards (the dumps) runs there.
     let listener = std::net::TcpListener::bind(listen)
@@ -313,12 +324,18 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
     } else {
         "http"
     };
-    let reads = match &scope {
+    let mut reads = match &scope {
         Scope::One(netns) => format!("netns {}", netns.name),
         Scope::All { max_namespaces } => {
             format!("every network namespace ({max_namespaces} with their own series, the rest as netns=\"other\")")
         }
     };
+    if let Some(options) = trace {
+        reads.push_str(&format!(
+            " and the node's traced connects ({} series with their own, the rest as comm=\"other\")",
+            options.max_series
+        ));
+    }
     note(format_args!(
         "twscope serve: listening on {scheme}://{local}/metrics, exporting {reads}"
     ));
@@ -326,13 +343,16 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
         "twscope serve: at most {} connections (open-file limit {fd_limit}), idle timeout {:?}, header timeout {:?}",
         limits.max_connections, limits.idle_timeout, limits.header_timeout
     ));
-    let snapshots = Snapshots::new(SnapshotOptions {
+    let mut snapshots = Snapshots::new(SnapshotOptions {
         min_interval,
         timeout,
         max_destinations,
         status: StatusOptions::default(),
         scope,
     });
+    if let Some(tracing) = &tracing {
+        snapshots = snapshots.traced(tracing.reader());
+    }
     // Blocking threads run dumps (one at a time) and bcrypt checks (bounded
     // by Limits::bcrypt_workers): a handful is all they can use.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -353,7 +373,31 @@ fn run_serve(run: ServeRun) -> Result<ExitCode> {
             twscope_exporter::serve(listener, Exporter::new(snapshots, web, limits), shutdown).await
         })
         .context("serving failed")?;
+    if let Some(tracing) = tracing {
+        tracing.stop();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve --trace`'s tracer as the exporter reads it.
+struct TracerSource(twscope_trace::Tracer);
+
+impl twscope_exporter::FlowSource for TracerSource {
+    fn flows(&mut self) -> Result<Vec<twscope_core::trace::Flow>, String> {
+        self.0.flows().map_err(|e| e.to_string())
+    }
+
+    fn forget(&mut self, pids: &std::collections::BTreeSet<u32>) -> Result<usize, String> {
+        self.0.forget(pids).map_err(|e| e.to_string())
+    }
+
+    fn drain_events(&mut self) {
+        self.0.drain_failures(&mut Vec::new());
+    }
+
+    fn losses(&self) -> twscope_core::trace::Losses {
+        self.0.losses()
+    }
 }
 
 fn plan(run: &PlanRun) -> Result<ExitCode> {

@@ -172,11 +172,16 @@ pub struct ServeRun {
     pub netns: Option<NetnsSpec>,
     /// `--netns all`: every namespace of the node.
     pub all_namespaces: bool,
+    /// `--trace`: the tracer's series, at most this many of their own.
+    pub trace: Option<twscope_exporter::TraceOptions>,
 }
 
 /// `serve`'s options: durations in range, timeouts above 0, the web config
 /// loaded (an error names the file and the problem, never its content).
 pub fn serve(args: &ServeArgs) -> Result<ServeRun> {
+    if args.max_trace_series.is_some() && !args.trace {
+        bail!("--max-trace-series bounds the series of --trace: give --trace too");
+    }
     let web = match &args.web_config_file {
         Some(path) => Some(WebConfig::load(path)?),
         None => None,
@@ -196,6 +201,11 @@ pub fn serve(args: &ServeArgs) -> Result<ServeRun> {
         },
         netns: args.netns.spec().cloned(),
         all_namespaces: args.netns.all(),
+        trace: args.trace.then(|| twscope_exporter::TraceOptions {
+            max_series: args
+                .max_trace_series
+                .unwrap_or(twscope_exporter::trace::DEFAULT_MAX_SERIES),
+        }),
     })
 }
 

@@ -25,3 +25,4 @@ mod netns;
 mod pods;
 mod serve;
 mod serve_all;
+mod serve_trace;
