@@ -188,6 +188,13 @@ pub struct Census {
     /// still in the table: the timer wheel rounds their expiry up (see
     /// [`crate::linux::TimeWaitLifetime`]).
     pub time_wait_past_nominal: u64,
+    /// The inode and tuple of every live outbound socket (every state but
+    /// TIME_WAIT, whose sockets belong to no process; orphaned ones, closed
+    /// by their process, have inode 0 and are left out), for
+    /// [`crate::owners`] to find who holds them. Recorded only by
+    /// [`Census::collect_with_inodes`] (`status --processes`): empty
+    /// otherwise, so the census stays as small as its destinations.
+    pub live_inodes: Vec<(u32, TupleKey)>,
 }
 
 /// Whether a TIME_WAIT record carries its timer; the kernel always sets
@@ -202,6 +209,16 @@ impl Census {
     /// Both dumps take IPv4 and IPv6 in one walk
     /// ([`SockDiag::dump_tcp_both_families`]).
     pub fn collect() -> Result<Census, DumpError> {
+        Census::collect_as(false)
+    }
+
+    /// [`Census::collect`], also recording the inode of every live outbound
+    /// socket ([`Census::live_inodes`]) for `status --processes`.
+    pub fn collect_with_inodes() -> Result<Census, DumpError> {
+        Census::collect_as(true)
+    }
+
+    fn collect_as(inodes: bool) -> Result<Census, DumpError> {
         let mut diag = SockDiag::open()?;
         let mut census = Census::default();
         // Listeners first, both families in one walk of the listening hash.
@@ -209,7 +226,16 @@ impl Census {
         // Then every other state, both families in one walk of the
         // established hash, which every namespace shares: its cost is the
         // whole host's sockets, so one walk, not one per family.
-        diag.dump_tcp_both_families(StateSet::ALL.without(TcpState::Listen), |s| census.add(s))?;
+        let others = StateSet::ALL.without(TcpState::Listen);
+        if inodes {
+            diag.dump_tcp_both_families(others, |s| {
+                census.add(s);
+                census.record_inode(s);
+            })?;
+        } else {
+            // The default census: nothing but `add` per socket.
+            diag.dump_tcp_both_families(others, |s| census.add(s))?;
+        }
         Ok(census)
     }
 
@@ -244,12 +270,31 @@ impl Census {
         }
     }
 
+    /// Records `socket`'s inode in [`Census::live_inodes`] if it is a live
+    /// outbound socket that a process may hold. Listeners must have been
+    /// added first, as for [`Census::add`].
+    pub fn record_inode(&mut self, socket: &SocketRecord) {
+        if socket.inode == 0
+            || matches!(socket.state, TcpState::Listen | TcpState::TimeWait)
+            || self.listeners.contains_port(socket.local_port)
+        {
+            return;
+        }
+        let key = TupleKey {
+            src: socket.local_addr.to_canonical(),
+            dst: socket.remote_addr.to_canonical(),
+            dst_port: socket.remote_port,
+        };
+        self.live_inodes.push((socket.inode, key));
+    }
+
     /// Folds another partial census (another family's dump) into this one.
     pub fn merge(&mut self, other: Census) {
         self.sockets += other.sockets;
         self.time_wait_past_nominal += other.time_wait_past_nominal;
         self.states.merge(&other.states);
         self.listeners.union(other.listeners);
+        self.live_inodes.extend(other.live_inodes);
         for (key, stats) in other.outbound {
             self.outbound.entry(key).or_default().merge(&stats);
         }
@@ -357,6 +402,48 @@ mod tests {
         assert_eq!(states["TIME_WAIT"], 2);
         assert_eq!(states["SYN_SENT"], 1);
         assert_eq!(states["CLOSE"], 0);
+    }
+
+    #[test]
+    fn only_live_outbound_sockets_with_an_inode_are_recorded() {
+        let mut census = Census::default();
+        let mut with_inode = |state, local: (&str, u16), remote: (&str, u16), inode| {
+            let mut s = socket(state, local, remote, 0);
+            s.inode = inode;
+            census.add(&s);
+            census.record_inode(&s);
+        };
+        with_inode(TcpState::Listen, ("0.0.0.0", 8080), ("0.0.0.0", 0), 1);
+        with_inode(TcpState::Established, ("198.18.0.1", 8080), ("198.18.0.9", 40001), 2); // inbound
+        with_inode(TcpState::Established, ("198.18.0.1", 40002), ("198.18.0.2", 5432), 3);
+        with_inode(
+            TcpState::SynSent,
+            ("::ffff:198.18.0.1", 40003),
+            ("::ffff:198.18.0.2", 5432),
+            4,
+        );
+        with_inode(TcpState::CloseWait, ("198.18.0.1", 40004), ("198.18.0.3", 80), 5);
+        with_inode(TcpState::FinWait2, ("198.18.0.1", 40005), ("198.18.0.3", 80), 0); // orphaned
+        with_inode(TcpState::TimeWait, ("198.18.0.1", 40006), ("198.18.0.3", 80), 0);
+        let key = |dst: &str, port| TupleKey {
+            src: "198.18.0.1".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            dst_port: port,
+        };
+        assert_eq!(
+            census.live_inodes,
+            vec![
+                (3, key("198.18.0.2", 5432)),
+                (4, key("198.18.0.2", 5432)),
+                (5, key("198.18.0.3", 80))
+            ]
+        );
+        // The default census records none.
+        let mut plain = Census::default();
+        let mut s = socket(TcpState::Established, ("198.18.0.1", 40002), ("198.18.0.2", 5432), 0);
+        s.inode = 3;
+        plain.add(&s);
+        assert!(plain.live_inodes.is_empty());
     }
 
     #[test]

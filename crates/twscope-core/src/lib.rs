@@ -22,6 +22,8 @@
 //! - [`node`] finds every namespace of the node, says whose it is (pod,
 //!   container, processes) and reads each on a worker pool (`--netns all`).
 //! - [`census`] aggregates a dump per destination tuple and listening port.
+//! - [`owners`] finds the processes holding a destination's live sockets
+//!   (`status --processes`).
 //! - [`capacity`] is the port-budget model: availability, rates, forecast.
 //! - [`plan`] runs the same model on a what-if workload (`twscope plan`).
 //! - [`doctor`] evaluates the TIME_WAIT checklist into findings with remedies.
@@ -54,6 +56,7 @@ pub mod kernel;
 pub mod linux;
 pub mod netns;
 pub mod node;
+pub mod owners;
 pub mod plan;
 pub mod sockdiag;
 pub mod status;

@@ -455,6 +455,14 @@ pub struct StatusArgs {
     #[arg(long)]
     pub doctor: bool,
 
+    /// Also show the processes holding each destination's live sockets (as
+    /// `ss -p`): PID, command and container, from the socket inodes in
+    /// /proc/PID/fd of the namespace's processes. Other users' processes
+    /// need CAP_SYS_PTRACE (or root); those not readable are counted. JSON
+    /// gains destinations[].processes and processes_unreadable.
+    #[arg(short = 'p', long)]
+    pub processes: bool,
+
     /// `--netns`, shared with the other commands.
     #[command(flatten)]
     pub netns: NetnsArg,

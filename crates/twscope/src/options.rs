@@ -58,6 +58,9 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
     if args.doctor && args.netns.all() {
         bail!("--doctor reads one namespace; for every namespace run `twscope doctor --netns all`");
     }
+    if args.processes && args.netns.all() {
+        bail!("--processes reads one namespace: give --netns NAME|PATH|PID, or no --netns for the current one");
+    }
     Ok(StatusRun {
         options: StatusOptions {
             window_s: args.window,
@@ -65,6 +68,7 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
                 warning: args.warning / 100.0,
                 critical: args.critical / 100.0,
             },
+            processes: args.processes,
         },
         selection: Selection {
             top: args.top,
@@ -364,6 +368,18 @@ mod tests {
         let run = status(&args).unwrap();
         assert_eq!(run.options.thresholds.warning, 0.8);
         assert!(run.netns.is_some());
+    }
+
+    #[test]
+    fn processes_take_one_namespace() {
+        let Command::Status(args) = command(&["status", "-p", "--netns", "blue"]) else {
+            unreachable!()
+        };
+        assert!(status(&args).unwrap().options.processes);
+        let Command::Status(args) = command(&["status", "--processes", "--netns", "all"]) else {
+            unreachable!()
+        };
+        assert!(one_line(status(&args).unwrap_err()).contains("--processes reads one namespace"));
     }
 
     #[test]

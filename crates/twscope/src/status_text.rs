@@ -6,11 +6,13 @@ use std::fmt::Write;
 
 use anstyle::Style;
 use twscope_core::kernel::Settings;
+use twscope_core::owners::{Owner, ProcessScan};
 use twscope_core::status::{Destination, Selection, Status, StatusReport};
 use twscope_core::text::{rate, thousands};
 use twscope_core::Severity;
 use twscope_core::TcpState;
 
+use crate::style::printable;
 use crate::style::BOLD;
 use crate::style::DIM;
 
@@ -166,6 +168,9 @@ fn write_report(out: &mut String, report: &StatusReport<'_>) -> std::fmt::Result
             thousands(ct.max)
         )?;
     }
+    if let Some(scan) = &status.process_scan {
+        write_process_scan(out, scan)?;
+    }
     writeln!(out)?;
 
     write_destinations(out, report)?;
@@ -236,8 +241,79 @@ fn write_destinations(out: &mut String, report: &StatusReport<'_>) -> std::fmt::
         let severity_at = text.len() - row[9].len();
         let style = severity_style(d.severity);
         writeln!(out, "{}{style}{}{style:#}", &text[..severity_at], &text[severity_at..])?;
+        if let Some(owners) = &d.processes {
+            writeln!(out, "  {DIM}held by:{DIM:#} {}", held_by(d, owners))?;
+        }
     }
     writeln!(out)
+}
+
+/// Owners a `held by:` line names before `and N more`.
+const OWNERS_SHOWN: usize = 4;
+
+/// `python3 (pid 4242, 12 sockets), java (pid 77, 3)`, or why there is nobody.
+fn held_by(d: &Destination, owners: &[Owner]) -> String {
+    if owners.is_empty() {
+        let live = d.in_use.saturating_sub(d.time_wait);
+        return if live == 0 {
+            "no process (TIME_WAIT sockets belong to none)".to_string()
+        } else {
+            format!(
+                "no process found for its {} live socket{} (closed by their process, or held by one not read)",
+                thousands(live),
+                if live == 1 { "" } else { "s" }
+            )
+        };
+    }
+    let mut parts: Vec<String> = owners
+        .iter()
+        .take(OWNERS_SHOWN)
+        .enumerate()
+        .map(|(i, o)| {
+            let container = o
+                .container
+                .as_deref()
+                .map(|c| format!(", {}", printable(c)))
+                .unwrap_or_default();
+            let sockets = match (i, o.sockets) {
+                (0, 1) => "1 socket".to_string(),
+                (0, n) => format!("{} sockets", thousands(n)),
+                (_, n) => thousands(n),
+            };
+            let comm = if o.comm.is_empty() { "?" } else { &o.comm };
+            format!("{} (pid {}{container}, {sockets})", printable(comm), o.pid)
+        })
+        .collect();
+    if owners.len() > OWNERS_SHOWN {
+        parts.push(format!("and {} more", owners.len() - OWNERS_SHOWN));
+    }
+    parts.join(", ")
+}
+
+/// `Processes  12 of the namespace read; 3 could not be read (… CAP_SYS_PTRACE …)`.
+fn write_process_scan(out: &mut String, scan: &ProcessScan) -> std::fmt::Result {
+    write!(
+        out,
+        "{BOLD}Processes{BOLD:#}  {} in this namespace read for the sockets they hold",
+        thousands(scan.processes_scanned as u64)
+    )?;
+    if scan.processes_unreadable > 0 && scan.processes_missing.is_none() {
+        // Closed even to CAP_SYS_PTRACE: no privilege would help.
+        write!(out, " · {} not readable", thousands(scan.processes_unreadable as u64))?;
+    }
+    if scan.sockets_without_owner > 0 {
+        write!(
+            out,
+            " · {} live outbound sockets with no owner found",
+            thousands(scan.sockets_without_owner)
+        )?;
+    }
+    writeln!(out)?;
+    if let Some(missing) = &scan.processes_missing {
+        let style = severity_style(Severity::Warning);
+        writeln!(out, "           {style}{missing}{style:#}")?;
+    }
+    Ok(())
 }
 
 fn destination_row(d: &Destination) -> [String; 10] {

@@ -23,6 +23,7 @@ mod lab;
 mod model;
 mod netns;
 mod pods;
+mod processes;
 mod serve;
 mod serve_all;
 mod serve_trace;

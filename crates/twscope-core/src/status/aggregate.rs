@@ -62,6 +62,7 @@ pub(super) fn destination(
         severity: worst.severity,
         states,
         sources,
+        processes: None,
     }
 }
 

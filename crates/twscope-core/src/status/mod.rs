@@ -19,6 +19,7 @@ use crate::census::{Census, StateCounts, TupleKey, TupleStats};
 use crate::kernel::{self, Conntrack, Counters, ReadError, Settings};
 use crate::linux::{self, TimeWaitLifetime};
 use crate::netns::NetnsInfo;
+use crate::owners::{Owner, Owners, ProcessScan};
 use crate::sockdiag::{DumpError, TcpState};
 use crate::text::{rate, thousands};
 
@@ -31,6 +32,9 @@ pub struct StatusOptions {
     pub window_s: u32,
     /// Utilization levels of warning and critical.
     pub thresholds: Thresholds,
+    /// Also find the processes holding each destination's live sockets
+    /// (`--processes`, [`crate::owners`]): a pass over `/proc` after the dump.
+    pub processes: bool,
 }
 
 impl Default for StatusOptions {
@@ -38,6 +42,7 @@ impl Default for StatusOptions {
         StatusOptions {
             window_s: 10,
             thresholds: Thresholds::default(),
+            processes: false,
         }
     }
 }
@@ -144,6 +149,12 @@ pub struct Destination {
     pub states: StateCounts,
     /// Per source address, busiest first.
     pub sources: Vec<SourceUse>,
+    /// The processes holding its live sockets, most sockets first; empty
+    /// when it has none (TIME_WAIT sockets belong to no process) or none was
+    /// found. Only with [`StatusOptions::processes`]: `None` (and absent
+    /// from the JSON) otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<Owner>>,
 }
 
 /// A listening socket.
@@ -275,6 +286,12 @@ pub struct Status {
     pub verdict: Verdict,
     /// How many sockets the dump saw and how long it took.
     pub dump: DumpInfo,
+    /// With [`StatusOptions::processes`]: how many processes were read and
+    /// could not be (flattened: `processes_scanned`, `processes_unreadable`,
+    /// `sockets_without_owner`, `processes_missing`); `None`, and absent from
+    /// the JSON, otherwise.
+    #[serde(flatten)]
+    pub process_scan: Option<ProcessScan>,
 }
 
 impl Status {
@@ -284,7 +301,11 @@ impl Status {
         let proc_root = Path::new("/proc");
         let settings = Settings::read(proc_root)?;
         let started = Instant::now();
-        let census = Census::collect()?;
+        let census = if options.processes {
+            Census::collect_with_inodes()?
+        } else {
+            Census::collect()?
+        };
         let dump = DumpInfo {
             sockets: census.sockets,
             duration_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
@@ -303,7 +324,26 @@ impl Status {
             dump,
             time_wait: TimeWaitLifetime::of_running_kernel(),
         };
-        Ok(Status::build(readings, options))
+        // Right after the dump, so that few sockets close in between.
+        let owners = options
+            .processes
+            .then(|| Owners::find(proc_root, readings.netns.inode, &readings.census.live_inodes));
+        let status = Status::build(readings, options);
+        Ok(match owners {
+            Some(owners) => status.with_owners(&owners),
+            None => status,
+        })
+    }
+
+    /// The report with each destination's [`Destination::processes`] and
+    /// the scan's numbers ([`Status::process_scan`]) filled in from `owners`.
+    pub fn with_owners(mut self, owners: &Owners) -> Status {
+        for d in &mut self.destinations {
+            let owned = d.addr.parse().map(|addr| owners.of(addr, d.port)).unwrap_or_default();
+            d.processes = Some(owned);
+        }
+        self.process_scan = Some(owners.scan.clone());
+        self
     }
 
     /// Builds the report from one kernel read (no I/O).
@@ -413,6 +453,7 @@ impl Status {
                 .collect(),
             verdict,
             dump,
+            process_scan: None,
         }
     }
 }
