@@ -28,6 +28,8 @@
 //! - [`plan`] runs the same model on a what-if workload (`twscope plan`).
 //! - [`doctor`] evaluates the TIME_WAIT checklist into findings with remedies.
 //! - [`tune`] turns the system findings into sysctl changes and applies them.
+//! - [`trace`] is the model of an eBPF trace: who churns, who fails, and
+//!   [`runtime`] tells a process's language runtime.
 //! - [`status`] assembles the `twscope status` report (its JSON is the schema).
 //!
 //! The crate does no terminal I/O; renderers live in the `twscope` binary.
@@ -58,9 +60,11 @@ pub mod netns;
 pub mod node;
 pub mod owners;
 pub mod plan;
+pub mod runtime;
 pub mod sockdiag;
 pub mod status;
 pub mod text;
+pub mod trace;
 pub mod tune;
 
 // The surface a view needs, in one place: take a census (`Status::collect`),

@@ -416,6 +416,47 @@ pub struct TraceReport {
     pub verdict: TraceVerdict,
 }
 
+/// A process connecting to one destination during a `status --trace`
+/// window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Connecting {
+    /// Process id.
+    pub pid: u32,
+    /// Its name.
+    pub comm: String,
+    /// Its container or pod label, if any.
+    pub container: Option<String>,
+    /// Its language runtime, if recognised.
+    pub runtime: Option<Language>,
+    /// Connects attempted per second, failed ones included.
+    pub connects_per_s: f64,
+    /// Connects failed per second.
+    pub failures_per_s: f64,
+    /// Failed connects by errno name.
+    pub failures: BTreeMap<String, u64>,
+    /// TIME_WAITs it left per second.
+    pub time_wait_left_per_s: f64,
+    /// Whether it looks like a bypassed pool.
+    pub pool_bypass: bool,
+}
+
+/// The trace window of a `status --trace` / `doctor --trace` run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceSummary {
+    /// Length of the window, in seconds.
+    pub duration_s: f64,
+    /// Who churns, who fails.
+    pub verdict: TraceVerdict,
+    /// What the kernel half could not record.
+    pub losses: Losses,
+    /// The runtimes the doctor's remedies speak to.
+    pub runtimes: Vec<Language>,
+}
+
+/// One process's name and its flows by destination, while a report groups
+/// them.
+type ProcessFlows = (String, BTreeMap<(IpAddr, u16), Flow>);
+
 /// Which flows a report keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceFilter {
@@ -463,7 +504,7 @@ impl TraceReport {
         let duration = sample.duration_s.max(1e-3);
         let unknown = ProcessIdentity::default();
         // (pid, netns) → destinations; the same key read twice is summed.
-        let mut grouped: BTreeMap<(u32, u64), (String, BTreeMap<(IpAddr, u16), Flow>)> = BTreeMap::new();
+        let mut grouped: BTreeMap<(u32, u64), ProcessFlows> = BTreeMap::new();
         for flow in &sample.flows {
             let identity = identities.get(&flow.pid).unwrap_or(&unknown);
             if !filter.keeps(flow, identity) {
@@ -528,8 +569,63 @@ impl TraceReport {
                     .map(|d| (p, d))
             })
             .collect();
-        found.sort_by(|a, b| (b.1.failed(), b.1.connects).cmp(&(a.1.failed(), a.1.connects)));
+        found.sort_by_key(|(_, d)| std::cmp::Reverse((d.failed(), d.connects)));
         found
+    }
+
+    /// The processes connecting to `addr:port`, as `status --trace` shows
+    /// them under the destination, failing first, then busiest.
+    pub fn connecting(&self, addr: IpAddr, port: u16) -> Vec<Connecting> {
+        self.to_destination(addr, port)
+            .into_iter()
+            .map(|(p, d)| Connecting {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                container: p.container.clone(),
+                runtime: p.identity.runtime,
+                connects_per_s: d.connects_per_s,
+                failures_per_s: d.failures_per_s,
+                failures: d.failures.clone(),
+                time_wait_left_per_s: d.time_wait_left_per_s,
+                pool_bypass: d.pool_bypass,
+            })
+            .collect()
+    }
+
+    /// The runtimes the doctor's remedies should speak to: those of the
+    /// churning processes, else of the failing ones, else of the busiest.
+    pub fn runtimes(&self) -> Vec<Language> {
+        let of = |pids: &[u32]| -> Vec<Language> {
+            let mut found: Vec<Language> = self
+                .processes
+                .iter()
+                .filter(|p| pids.contains(&p.pid))
+                .filter_map(|p| p.identity.runtime)
+                .collect();
+            found.sort();
+            found.dedup();
+            found
+        };
+        let churning = of(&self.verdict.churning);
+        if !churning.is_empty() {
+            return churning;
+        }
+        let failing = of(&self.verdict.failing);
+        if !failing.is_empty() {
+            return failing;
+        }
+        self.culprit().and_then(|p| p.identity.runtime).into_iter().collect()
+    }
+
+    /// What a status report carries of the trace besides the per-destination
+    /// processes.
+    pub fn summary(&self) -> TraceSummary {
+        TraceSummary {
+            duration_s: self.duration_s,
+            verdict: self.verdict.clone(),
+            losses: self.losses,
+            runtimes: self.runtimes(),
+        }
     }
 
     /// The process most responsible: the first churning one, else the

@@ -56,6 +56,13 @@ pub enum Command {
     #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
 
+    /// Who churns connections and who gets "cannot assign requested address":
+    /// per process and destination, connections opened, TIME_WAITs left,
+    /// lifetimes, resets and connect failures by errno, from eBPF on
+    /// tracepoints. Needs CAP_BPF and CAP_PERFMON (or root).
+    #[command(after_help = TRACE_AFTER_HELP)]
+    Trace(TraceArgs),
+
     /// What-if calculator: ports a workload needs, ports it has, the max
     /// sustainable rate, time to exhaustion, and the smallest fix. Defaults to
     /// this host's settings.
@@ -159,6 +166,13 @@ pub struct DoctorArgs {
     /// Rust) under the findings they fix.
     #[arg(long)]
     pub remedies: bool,
+
+    /// Trace connects for SECS first (eBPF, as `twscope trace`): the
+    /// findings' code snippets then speak to the runtime (Java, Go, Python,
+    /// Node.js, Rust) of the processes found churning or failing. Needs
+    /// CAP_BPF and CAP_PERFMON (or root).
+    #[arg(long, value_name = "SECS", value_parser = parse_trace_seconds)]
+    pub trace: Option<f64>,
 
     /// `--netns`, shared with the other commands.
     #[command(flatten)]
@@ -268,6 +282,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_trace_series: Option<usize>,
 }
+
+const TRACE_AFTER_HELP: &str = "\
+Examples:
+  sudo twscope trace                                 10 s of every namespace
+  sudo twscope trace --duration 30 --netns all --json
+  sudo twscope trace --container 4f1c2ab39d0e        one container (or --container POD)
+A process is flagged as a bypassed pool when it opens many short-lived
+connections to a destination, few at once, and most of its closes leave a
+TIME_WAIT. Connect failures are counted by errno; EADDRNOTAVAIL is the outage.
+The process that fails and the one that spends the ports are often different:
+the verdict says so. TIME_WAIT sockets themselves belong to no process; see
+`twscope status --processes` for the owners of live sockets.
+Exit codes: 0 nothing found, 1 a process churns connections, 2 a connect failed
+with EADDRNOTAVAIL, 3 error (including missing privileges).";
 
 const PLAN_AFTER_HELP: &str = "\
 Examples (the numbers of the blog post \"TCP TIME_WAIT Port Exhaustion: When
@@ -463,6 +491,14 @@ pub struct StatusArgs {
     #[arg(short = 'p', long)]
     pub processes: bool,
 
+    /// Trace connects for SECS first (eBPF, as `twscope trace`): under each
+    /// destination the processes opening connections to it, their attempts
+    /// and failures per second and the errno — is it failing right now, and
+    /// who. Needs CAP_BPF and CAP_PERFMON (or root). JSON gains
+    /// destinations[].connecting and "trace".
+    #[arg(long, value_name = "SECS", value_parser = parse_trace_seconds)]
+    pub trace: Option<f64>,
+
     /// `--netns`, shared with the other commands.
     #[command(flatten)]
     pub netns: NetnsArg,
@@ -479,6 +515,47 @@ pub struct StatusArgs {
     /// than this divided by it, so it shows the current rate, not the minute's.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub window: u32,
+}
+
+/// `twscope trace`'s flags.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// How long to trace, in seconds; Ctrl-C ends it early and still reports.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+
+    /// Print JSON (the schema is documented in the README) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only connections made in this network namespace (a name from `ip
+    /// netns list`, a path such as /proc/PID/ns/net, or a PID); `all`, the
+    /// default, keeps every namespace: the tracer sees the whole node.
+    #[arg(long, value_name = "NAME|PATH|PID|all", value_parser = parse_netns)]
+    pub netns: Option<NetnsChoice>,
+
+    /// Only this process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Only processes in this container (an id or its prefix, as `crictl ps`
+    /// shows it) or pod (its name).
+    #[arg(long, value_name = "ID|POD")]
+    pub container: Option<String>,
+}
+
+fn parse_trace_seconds(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('s').parse::<f64>() {
+        Ok(s) if (0.1..=300.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?} is not a trace window in seconds between 0.1 and 300")),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('s').parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!("{text:?} is not a duration in seconds between 0 and 86400")),
+    }
 }
 
 fn parse_netns(text: &str) -> Result<NetnsChoice, String> {

@@ -16,6 +16,7 @@ mod options;
 mod plan_text;
 mod status_text;
 mod style;
+mod trace_text;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
 use cli::{Cli, Command};
-use options::{DoctorRun, LabRun, PlanRun, ServeRun, StatusRun, TuneOutput, TuneRun};
+use options::{DoctorRun, LabRun, PlanRun, ServeRun, StatusRun, TraceRun, TuneOutput, TuneRun};
 use twscope_core::doctor;
 use twscope_core::netns::{self, NetnsSpec};
 use twscope_core::node::{Node, NodeOptions};
@@ -63,6 +64,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Doctor(args)) => run_doctor(&options::doctor(&args)?),
         Some(Command::Tune(args)) => run_tune(&options::tune(&args)?),
         Some(Command::Serve(args)) => run_serve(options::serve(&args)?),
+        Some(Command::Trace(args)) => run_trace(&options::trace(&args)?),
         Some(Command::Plan(args)) => plan(&options::plan(&args)?),
         Some(Command::Lab(args)) => run_lab(&options::lab(&args)?),
         Some(Command::Completions(args)) => {
@@ -132,11 +134,13 @@ fn status(args: &StatusRun) -> Result<ExitCode> {
     if args.all_namespaces {
         return status_all(args);
     }
-    let status = collect(&args.options, args.netns.as_ref())?;
+    let (status, trace) = traced(args.trace, || collect(&args.options, args.netns.as_ref()))?;
     let selection = args.selection;
     let report = status.report(&selection);
     // `--doctor`: the checklist over the same model, so one dump answers both.
-    let findings = args.doctor.then(|| doctor::diagnose(&status));
+    let findings = args
+        .doctor
+        .then(|| speaking_to_trace(doctor::diagnose(&status), trace.as_ref()));
     let text = match (&findings, args.json) {
         (None, true) => json(&report)?,
         (Some(findings), true) => json(&StatusWithDoctor {
@@ -238,6 +242,40 @@ fn enter(spec: Option<&NetnsSpec>) -> Result<netns::NetnsInfo> {
     }
 }
 
+/// `--trace SECS`: traces connects for that long (every namespace; the
+/// census's is kept), then takes the census, so both describe the same
+/// moment's end. Without a window, only the census.
+fn traced(
+    window: Option<std::time::Duration>,
+    census: impl FnOnce() -> Result<Status>,
+) -> Result<(Status, Option<twscope_core::trace::TraceReport>)> {
+    use twscope_core::trace::{PoolBypass, TraceFilter, TraceReport};
+    let Some(duration) = window else {
+        return Ok((census()?, None));
+    };
+    stop_on_signals();
+    let window = {
+        let mut tracer = twscope_trace::Tracer::attach()?;
+        note(format_args!("tracing connects for {:.1} s…", duration.as_secs_f64()));
+        twscope_trace::window(&mut tracer, duration, &STOP)?
+    };
+    let status = census()?;
+    let filter = TraceFilter {
+        netns: vec![status.netns.inode],
+        ..TraceFilter::default()
+    };
+    let report = TraceReport::build(&window.sample, window.identities.map(), &filter, &PoolBypass::default());
+    Ok((status.with_trace(&report), Some(report)))
+}
+
+/// The doctor's code snippets narrowed to the runtimes a trace found.
+fn speaking_to_trace(report: doctor::Report, trace: Option<&twscope_core::trace::TraceReport>) -> doctor::Report {
+    match trace {
+        Some(trace) => report.speaking_to(&trace.runtimes()),
+        None => report,
+    }
+}
+
 /// Every destination counts for the checklist, not just the top ten.
 fn full_census(spec: Option<&NetnsSpec>) -> Result<Status> {
     collect(&StatusOptions::default(), spec)
@@ -247,8 +285,8 @@ fn run_doctor(run: &DoctorRun) -> Result<ExitCode> {
     if run.all_namespaces {
         return doctor_all(run);
     }
-    let status = full_census(run.netns.as_ref())?;
-    let report = doctor::diagnose(&status);
+    let (status, trace) = traced(run.trace, || full_census(run.netns.as_ref()))?;
+    let report = speaking_to_trace(doctor::diagnose(&status), trace.as_ref());
     let text = if run.json {
         json(&report)?
     } else {
@@ -420,6 +458,66 @@ extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// SIGINT and SIGTERM set [`STOP`] instead of killing the process, so what
+/// was started (namespaces, a tracer) is cleaned up and reported.
+fn stop_on_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only stores to an atomic.
+        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
+    }
+}
+
+/// The inode of the namespace `spec` names (a namespace file's own inode).
+fn netns_inode(spec: &NetnsSpec) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let path = spec.path();
+    let meta = std::fs::metadata(&path)
+        .with_context(|| format!("cannot find network namespace {} ({})", spec.label(), path.display()))?;
+    Ok(meta.ino())
+}
+
+/// `twscope trace`: attach, wait for the window (or Ctrl-C), report. The
+/// tracer is dropped — every program detached — before anything is written.
+fn run_trace(run: &TraceRun) -> Result<ExitCode> {
+    use twscope_core::trace::{PoolBypass, TraceFilter, TraceReport};
+    let filter = TraceFilter {
+        netns: match &run.netns {
+            Some(spec) => vec![netns_inode(spec)?],
+            None => Vec::new(),
+        },
+        pid: run.pid,
+        container: run.container.clone(),
+    };
+    stop_on_signals();
+    let window = {
+        let mut tracer = twscope_trace::Tracer::attach()?;
+        // On stderr, also with --json: a caller can wait for this line.
+        note(format_args!(
+            "tracing for {:.0} s (Ctrl-C ends it early)…",
+            run.duration.as_secs_f64()
+        ));
+        twscope_trace::window(&mut tracer, run.duration, &STOP)?
+    };
+    let report = TraceReport::build(&window.sample, window.identities.map(), &filter, &PoolBypass::default());
+    let scope = match &run.netns {
+        Some(spec) => format!("network namespace {}", spec.label()),
+        None => "every network namespace".to_string(),
+    };
+    let text = if run.json {
+        json(&report)?
+    } else {
+        trace_text::render(&report, &scope)
+    };
+    write_stdout(&text)?;
+    Ok(exit(if !report.verdict.failing.is_empty() {
+        2
+    } else if !report.verdict.churning.is_empty() {
+        1
+    } else {
+        0
+    }))
+}
+
 fn run_lab(run: &LabRun) -> Result<ExitCode> {
     match run {
         LabRun::Cleanup { json } => lab_cleanup(*json),
@@ -466,10 +564,7 @@ fn lab_run(options: &LabOptions, as_json: bool) -> Result<ExitCode> {
             )),
         }
     }
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installs a handler that only stores to an atomic.
-        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
-    }
+    stop_on_signals();
     if !as_json {
         write_stdout(&lab_text::header(options))?;
     }

@@ -23,7 +23,7 @@ use twscope_core::Workload;
 use twscope_exporter::{Limits, WebConfig};
 use twscope_lab::lab::LabOptions;
 
-use crate::cli::{DoctorArgs, LabArgs, PlanArgs, ServeArgs, StatusArgs, TuneArgs};
+use crate::cli::{DoctorArgs, LabArgs, NetnsChoice, PlanArgs, ServeArgs, StatusArgs, TraceArgs, TuneArgs};
 
 /// `twscope status`, ready to run.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct StatusRun {
     pub json: bool,
     /// Also the doctor's findings, from the same census.
     pub doctor: bool,
+    /// Trace connects for this long first (`--trace`).
+    pub trace: Option<Duration>,
 }
 
 /// Checks `status`'s options against each other: the warning level must not
@@ -57,6 +59,9 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
     }
     if args.doctor && args.netns.all() {
         bail!("--doctor reads one namespace; for every namespace run `twscope doctor --netns all`");
+    }
+    if args.trace.is_some() && args.netns.all() {
+        bail!("--trace with one namespace; for every namespace run `twscope trace --netns all`");
     }
     if args.processes && args.netns.all() {
         bail!("--processes reads one namespace: give --netns NAME|PATH|PID, or no --netns for the current one");
@@ -78,6 +83,7 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
         all_namespaces: args.netns.all(),
         json: args.json,
         doctor: args.doctor,
+        trace: args.trace.map(Duration::from_secs_f64),
     })
 }
 
@@ -92,15 +98,21 @@ pub struct DoctorRun {
     pub json: bool,
     /// Also the application-side code snippets (text only: JSON has them all).
     pub remedies: bool,
+    /// Trace connects for this long first (`--trace`).
+    pub trace: Option<Duration>,
 }
 
 /// `doctor`'s options; none depends on another.
 pub fn doctor(args: &DoctorArgs) -> Result<DoctorRun> {
+    if args.trace.is_some() && args.netns.all() {
+        bail!("--trace with one namespace; for every namespace run `twscope trace --netns all`");
+    }
     Ok(DoctorRun {
         netns: args.netns.spec().cloned(),
         all_namespaces: args.netns.all(),
         json: args.json,
         remedies: args.remedies,
+        trace: args.trace.map(Duration::from_secs_f64),
     })
 }
 
@@ -443,4 +455,36 @@ mod tests {
             assert!(cli.is_ok(), "{name}: {:?}", cli.err());
         }
     }
+}
+
+/// `twscope trace`, ready to run.
+#[derive(Debug, Clone)]
+pub struct TraceRun {
+    /// How long to trace.
+    pub duration: Duration,
+    /// JSON instead of text.
+    pub json: bool,
+    /// Only this namespace; `None` for every one.
+    pub netns: Option<NetnsSpec>,
+    /// Only this process.
+    pub pid: Option<u32>,
+    /// Only this container or pod.
+    pub container: Option<String>,
+}
+
+/// `trace`'s options: the namespace is every one unless one is named.
+pub fn trace(args: &TraceArgs) -> Result<TraceRun> {
+    if args.container.as_deref().is_some_and(str::is_empty) {
+        bail!("--container needs a container id (or its prefix) or a pod name");
+    }
+    Ok(TraceRun {
+        duration: Duration::from_secs_f64(args.duration),
+        json: args.json,
+        netns: match &args.netns {
+            Some(NetnsChoice::One(spec)) => Some(spec.clone()),
+            Some(NetnsChoice::All) | None => None,
+        },
+        pid: args.pid,
+        container: args.container.clone(),
+    })
 }

@@ -9,6 +9,7 @@ use twscope_core::kernel::Settings;
 use twscope_core::owners::{Owner, ProcessScan};
 use twscope_core::status::{Destination, Selection, Status, StatusReport};
 use twscope_core::text::{rate, thousands};
+use twscope_core::trace::{Connecting, TraceSummary};
 use twscope_core::Severity;
 use twscope_core::TcpState;
 
@@ -171,6 +172,9 @@ fn write_report(out: &mut String, report: &StatusReport<'_>) -> std::fmt::Result
     if let Some(scan) = &status.process_scan {
         write_process_scan(out, scan)?;
     }
+    if let Some(trace) = &status.trace {
+        write_trace(out, trace)?;
+    }
     writeln!(out)?;
 
     write_destinations(out, report)?;
@@ -244,6 +248,9 @@ fn write_destinations(out: &mut String, report: &StatusReport<'_>) -> std::fmt::
         if let Some(owners) = &d.processes {
             writeln!(out, "  {DIM}held by:{DIM:#} {}", held_by(d, owners))?;
         }
+        if let Some(connecting) = &d.connecting {
+            writeln!(out, "  {DIM}connecting:{DIM:#} {}", connecting_line(connecting))?;
+        }
     }
     writeln!(out)
 }
@@ -288,6 +295,67 @@ fn held_by(d: &Destination, owners: &[Owner]) -> String {
         parts.push(format!("and {} more", owners.len() - OWNERS_SHOWN));
     }
     parts.join(", ")
+}
+
+/// `orders-api (pid 4242, 100/s attempted, 96.7/s failing EADDRNOTAVAIL) ←
+/// connection per request, …`, or that nobody connected.
+fn connecting_line(connecting: &[Connecting]) -> String {
+    if connecting.is_empty() {
+        return "no process opened a connection during the trace".to_string();
+    }
+    let mut parts: Vec<String> = connecting
+        .iter()
+        .take(OWNERS_SHOWN)
+        .map(|c| {
+            let container = c
+                .container
+                .as_deref()
+                .map(|label| format!(", {}", printable(label)))
+                .unwrap_or_default();
+            let failing = if c.failures.is_empty() {
+                String::new()
+            } else {
+                let errnos: Vec<&str> = c.failures.keys().map(String::as_str).collect();
+                format!(", {}/s failing {}", rate(c.failures_per_s), errnos.join(" "))
+            };
+            let flag = if c.pool_bypass {
+                " ← connection per request"
+            } else {
+                ""
+            };
+            format!(
+                "{} (pid {}{container}, {}/s attempted{failing}){flag}",
+                printable(&c.comm),
+                c.pid,
+                rate(c.connects_per_s)
+            )
+        })
+        .collect();
+    if connecting.len() > OWNERS_SHOWN {
+        parts.push(format!("and {} more", connecting.len() - OWNERS_SHOWN));
+    }
+    parts.join(", ")
+}
+
+/// `Trace      2.0 s: orders-api (pid 4242) cannot connect …` and the evidence.
+fn write_trace(out: &mut String, trace: &TraceSummary) -> std::fmt::Result {
+    writeln!(
+        out,
+        "{BOLD}Trace{BOLD:#}      {:.1} s of connects: {}",
+        trace.duration_s,
+        printable(&trace.verdict.summary)
+    )?;
+    for line in &trace.verdict.evidence {
+        writeln!(out, "           {DIM}{}{DIM:#}", printable(line))?;
+    }
+    if trace.losses.total() > 0 {
+        writeln!(
+            out,
+            "           {DIM}not recorded: {} failure events, {} process×destination keys, {} connections (maps full){DIM:#}",
+            trace.losses.events_dropped, trace.losses.flows_full, trace.losses.sockets_full
+        )?;
+    }
+    Ok(())
 }
 
 /// `Processes  12 of the namespace read; 3 could not be read (… CAP_SYS_PTRACE …)`.

@@ -52,8 +52,8 @@ pub fn render(report: &TraceReport, scope: &str) -> String {
     if !report.processes.is_empty() {
         let _ = writeln!(
             out,
-            "\n{BOLD}{:<24} {:<22} {:<24} {:>8} {:>8} {:>9} {:>9} {:>5} {:>6}  {}{BOLD:#}",
-            "PROCESS (PID)", "CONTAINER", "DESTINATION", "OPEN/s", "TW/s", "LIFE p50", "p99", "MAX", "RESETS", "FAILED"
+            "\n{BOLD}{:<24} {:<22} {:<24} {:>8} {:>8} {:>9} {:>9} {:>5} {:>6}  FAILED{BOLD:#}",
+            "PROCESS (PID)", "CONTAINER", "DESTINATION", "OPEN/s", "TW/s", "LIFE p50", "p99", "MAX", "RESETS"
         );
     }
     for p in report.processes.iter().take(PROCESSES_SHOWN) {

@@ -27,3 +27,4 @@ mod processes;
 mod serve;
 mod serve_all;
 mod serve_trace;
+mod trace;

@@ -420,3 +420,131 @@ fn without_privileges_trace_names_the_capabilities() {
     refused(&out, &["CAP_BPF", "CAP_PERFMON"]);
     assert!(ours_loaded().is_empty());
 }
+
+/// `unix_seconds attempts failed addr_not_available` lines of a churn's
+/// `--progress` file.
+fn progress(path: &std::path::Path) -> Vec<(f64, f64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<f64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
+            (f.len() == 4).then(|| (f[0], f[1], f[2]))
+        })
+        .collect()
+}
+
+/// The process's own attempts and failures per second between two wall
+/// times, from its progress lines (the nearest line at or before each).
+fn own_rates(lines: &[(f64, f64, f64)], from: f64, to: f64) -> (f64, f64) {
+    let at = |t: f64| *lines.iter().rev().find(|l| l.0 <= t).unwrap_or(&lines[0]);
+    let (a, b) = (at(from), at(to));
+    let span = b.0 - a.0;
+    assert!(span > 1.5, "progress lines too sparse: {a:?} → {b:?}");
+    ((b.1 - a.1) / span, (b.2 - a.2) / span)
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn status_trace_shows_who_fails_right_now_at_the_rate_the_process_counted() {
+    if !require_root("status_trace_shows_who_fails_right_now_at_the_rate_the_process_counted") {
+        return;
+    }
+    let _heavy = heavy();
+    // 200 ports at 100 connects/s: exhausted after 2 s, then nearly every
+    // connect fails (3.3 ports/s come back as TIME_WAITs expire).
+    let ns = netns_with_ports("trace-status", "40000 40199");
+    ns.add_address("198.18.0.1/32").unwrap();
+    let _server = serve(&ns, &["198.18.0.1:7300"]);
+    let dir = tempfile::tempdir().unwrap();
+    let progress_file = dir.path().join("progress");
+    let app = spawn_churn(&[
+        "--netns",
+        ns.name(),
+        "--no-server",
+        "--target",
+        "198.18.0.1:7300",
+        "--rate",
+        "100",
+        "--count",
+        "3000",
+        "--request",
+        "--comm",
+        "orders-api",
+        "--max-seconds",
+        "25",
+        "--progress",
+        progress_file.to_str().unwrap(),
+    ]);
+    let app_pid = u64::from(app.id());
+    let _app = Running(app);
+    wait_for("the outage", Duration::from_secs(15), || {
+        progress(&progress_file).last().filter(|l| l.2 > 100.0).map(|_| ())
+    });
+    let before = unix_now();
+    let out = twscope_command()
+        .args(["status", "--json", "--netns", ns.name(), "--trace", "2"])
+        .output()
+        .unwrap();
+    let after = unix_now();
+    let (report, code) = crate::util::json_output(&out);
+    assert_eq!(code, 2, "exhausted: critical");
+    let dest = report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["port"] == 7300)
+        .unwrap_or_else(|| panic!("no destination :7300: {report}"));
+    let who = dest["connecting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pid"] == app_pid)
+        .unwrap_or_else(|| panic!("pid {app_pid} not among those connecting: {dest}"));
+    assert_eq!(who["comm"], "orders-api");
+    let (attempts, failures) = own_rates(&progress(&progress_file), before, after);
+    let ours = (
+        who["connects_per_s"].as_f64().unwrap(),
+        who["failures_per_s"].as_f64().unwrap(),
+    );
+    for (what, reported, counted) in [("attempts", ours.0, attempts), ("failures", ours.1, failures)] {
+        assert!(
+            (reported - counted).abs() <= 0.10 * counted,
+            "{what}/s: status --trace says {reported:.1}, the process counted {counted:.1}"
+        );
+    }
+    assert!(who["failures"]["EADDRNOTAVAIL"].as_u64().unwrap() > 0, "{who}");
+    assert!(report["trace"]["verdict"]["failing"]
+        .as_array()
+        .unwrap()
+        .contains(&app_pid.into()));
+    assert!(report["trace"]["duration_s"].as_f64().unwrap() >= 1.99);
+
+    // The doctor's snippets speak to the runtime of the process found (a
+    // Rust binary), not to every language.
+    let out = twscope_command()
+        .args(["doctor", "--json", "--netns", ns.name(), "--trace", "1"])
+        .output()
+        .unwrap();
+    let (doctor, _) = crate::util::json_output(&out);
+    let kinds: std::collections::BTreeSet<String> = doctor["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["remedies"].as_array().unwrap().iter())
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.contains("rust"), "{kinds:?}");
+    for other in ["java", "go", "python", "node"] {
+        assert!(
+            !kinds.contains(other),
+            "{other} snippet offered for a Rust process: {kinds:?}"
+        );
+    }
+}

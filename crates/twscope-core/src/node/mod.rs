@@ -368,6 +368,19 @@ fn identify(proc_root: &Path, f: &Found, host: u64, named: &[(u64, String)], own
     }
 }
 
+/// The hostname of `pid`'s UTS namespace (the pod name, in a pod), or `None`
+/// when it shares ours or cannot be entered. A thread of its own enters the
+/// namespace, so no caller's thread ever changes UTS namespace.
+pub fn uts_hostname(pid: u32) -> Option<String> {
+    std::thread::spawn(move || {
+        let own_uts = File::open("/proc/thread-self/ns/uts").ok();
+        pod_hostname(Path::new("/proc"), pid, own_uts.as_ref())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 /// The hostname of `pid`'s UTS namespace, which the kubelet sets to the pod
 /// name; `None` when it is the host's own UTS namespace (a `hostNetwork`
 /// pod's hostname is the node's) or cannot be entered.

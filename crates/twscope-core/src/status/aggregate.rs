@@ -63,6 +63,7 @@ pub(super) fn destination(
         states,
         sources,
         processes: None,
+        connecting: None,
     }
 }
 

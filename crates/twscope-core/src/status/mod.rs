@@ -155,6 +155,12 @@ pub struct Destination {
     /// from the JSON) otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<Owner>>,
+    /// The processes that opened connections to it during a trace window
+    /// (`status --trace`, [`Status::with_trace`]), failing first: their
+    /// attempts and failures per second. `None` (absent from the JSON)
+    /// without a trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connecting: Option<Vec<crate::trace::Connecting>>,
 }
 
 /// A listening socket.
@@ -292,6 +298,10 @@ pub struct Status {
     /// the JSON, otherwise.
     #[serde(flatten)]
     pub process_scan: Option<ProcessScan>,
+    /// With a trace window ([`Status::with_trace`]): its length, verdict and
+    /// losses; `None`, and absent from the JSON, otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::trace::TraceSummary>,
 }
 
 impl Status {
@@ -343,6 +353,22 @@ impl Status {
             d.processes = Some(owned);
         }
         self.process_scan = Some(owners.scan.clone());
+        self
+    }
+
+    /// The report with each destination's [`Destination::connecting`] and
+    /// the window's summary ([`Status::trace`]) from a trace of this
+    /// namespace.
+    pub fn with_trace(mut self, trace: &crate::trace::TraceReport) -> Status {
+        for d in &mut self.destinations {
+            let connecting = d
+                .addr
+                .parse()
+                .map(|addr| trace.connecting(addr, d.port))
+                .unwrap_or_default();
+            d.connecting = Some(connecting);
+        }
+        self.trace = Some(trace.summary());
         self
     }
 
@@ -454,6 +480,7 @@ impl Status {
             verdict,
             dump,
             process_scan: None,
+            trace: None,
         }
     }
 }
