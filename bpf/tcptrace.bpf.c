@@ -126,6 +126,8 @@ struct sock_info {
 struct connect_call {
 	__u64 skaddr; /* the socket that reached SYN_SENT in this call, or 0 */
 	struct flow_key key;
+	__s32 closed_error; /* the socket failed during the call, with this errno */
+	__u32 closed;
 };
 
 struct {
@@ -312,16 +314,20 @@ static __always_inline int on_close(struct inet_sock_set_state_args *ctx, struct
 	int error = BPF_CORE_READ(sk, sk_err);
 
 	if (!info->established) {
-		/* A connect that failed. If its connect() is still running (a
-		 * blocking call, or a synchronous error such as EADDRNOTAVAIL), the
-		 * syscall's exit reports it with its errno; otherwise (non-blocking,
-		 * io_uring) report it here. */
+		/* A connect that failed. No error on the socket means it never got
+		 * a source port (sport 0): the exhausted range. */
+		if (error == 0)
+			error = ctx->sport == 0 ? EADDRNOTAVAIL : ECONNRESET;
+		/* If its connect() is still running, the syscall's exit reports it:
+		 * with its own errno, or — a non-blocking connect answered at once
+		 * (a RST on loopback arrives inside the call, which still returns
+		 * EINPROGRESS) — with this one. Otherwise (non-blocking, io_uring)
+		 * report it here. */
 		struct connect_call *call = bpf_map_lookup_elem(&connects, &info->pid_tgid);
-		if (!(call && call->skaddr == skaddr)) {
-			if (error == 0)
-				/* No error recorded on the socket: it never got a source
-				 * port (sport 0), which is the exhausted range. */
-				error = ctx->sport == 0 ? EADDRNOTAVAIL : ECONNRESET;
+		if (call && call->skaddr == skaddr) {
+			call->closed = 1;
+			call->closed_error = error;
+		} else {
 			record_failure(&info->key, info->pid_tgid, error);
 		}
 		bpf_map_delete_elem(&sockets, &skaddr);
@@ -411,6 +417,9 @@ int sys_exit_connect(struct sys_exit_args *ctx)
 	if (call->skaddr && ret < 0 && !in_progress) {
 		struct flow_key key = call->key;
 		record_failure(&key, pid_tgid, (int)-ret);
+	} else if (call->skaddr && call->closed) {
+		struct flow_key key = call->key;
+		record_failure(&key, pid_tgid, call->closed_error);
 	}
 	bpf_map_delete_elem(&connects, &pid_tgid);
 	return 0;

@@ -548,3 +548,42 @@ fn status_trace_shows_who_fails_right_now_at_the_rate_the_process_counted() {
         );
     }
 }
+
+#[test]
+fn refused_connects_are_counted_whether_blocking_or_not() {
+    if !require_root("refused_connects_are_counted_whether_blocking_or_not") {
+        return;
+    }
+    let _heavy = heavy();
+    // Nothing listens: on loopback the RST arrives inside connect(), which a
+    // non-blocking caller still sees return EINPROGRESS.
+    let ns = Netns::new("trace-refused").unwrap();
+    let tracing = Tracing::start(&["--netns", ns.name(), "--duration", "3"]);
+    let client = |more: &[&str]| {
+        spawn_churn(
+            &[
+                &[
+                    "--netns",
+                    ns.name(),
+                    "--no-server",
+                    "--target",
+                    "127.0.0.1:7400",
+                    "--count",
+                    "20",
+                    "--json",
+                ],
+                more,
+            ]
+            .concat(),
+        )
+    };
+    let nonblocking = churn_counts(client(&[]));
+    let blocking = churn_counts(client(&["--blocking"]));
+    let (report, _) = tracing.finish();
+    for counts in [&nonblocking, &blocking] {
+        let pid = counts["pid"].as_u64().unwrap();
+        assert_eq!(counts["failed"], 20, "{counts}");
+        assert_eq!(failures(&report, pid, 7400, "ECONNREFUSED"), 20, "{counts} {report}");
+        assert_eq!(sum(&report, pid, 7400, "connects"), 20);
+    }
+}
