@@ -5,7 +5,9 @@
 //! The clients are `bash` processes holding connections opened with bash's
 //! `/dev/tcp` (one of them with a `sleep` child that inherited its sockets,
 //! so two processes hold the same ones), beside TIME_WAIT churn that belongs
-//! to no process. Every process is ended by PID, the namespace removed.
+//! to no process; one client is moved into a cgroup named as Docker names a
+//! container's, to be named by it. Every process is ended by PID, the
+//! namespace and the cgroup removed.
 //!
 //! Needs root, `ip`, `ss`, `bash` and `setpriv`; without them the tests skip
 //! with a reason, unless `TWSCOPE_REQUIRE_ALL=1` (CI) makes that a failure.
@@ -348,4 +350,97 @@ fn without_cap_sys_ptrace_the_owners_are_missing_and_said_so() {
         text.contains("held by: no process found for its 8 live sockets"),
         "{text}"
     );
+}
+
+/// A cgroup named as Docker names a container's (`docker-<id>.scope`), in
+/// the first writable hierarchy (cgroup v1's `pids`, or v2's root); removed
+/// on drop, once the processes moved into it have ended.
+struct FakeContainer {
+    dir: std::path::PathBuf,
+    made_parent: bool,
+}
+
+impl FakeContainer {
+    fn create(id: &str) -> Option<FakeContainer> {
+        let root = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+            .iter()
+            .map(std::path::Path::new)
+            .find(|r| r.join("cgroup.procs").exists())?;
+        let parent = root.join("system.slice");
+        let made_parent = !parent.exists();
+        let dir = parent.join(format!("docker-{id}.scope"));
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(FakeContainer { dir, made_parent })
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        // A cgroup can be removed once its last process has been reaped.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if self.made_parent {
+            let _ = std::fs::remove_dir(self.dir.parent().unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_process_in_a_container_is_named_by_it() {
+    const TEST: &str = "a_process_in_a_container_is_named_by_it";
+    if !require_root(TEST) || !require_tools(TEST, &["bash"]) {
+        return;
+    }
+    // A container id of our own: 64 hex digits from our PID and the time.
+    let seed = format!(
+        "{:016x}{:016x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    );
+    let id = seed.repeat(2);
+    let Some(container) = FakeContainer::create(&id) else {
+        twscope_lab::testing::skip(TEST, "a writable cgroup hierarchy (/sys/fs/cgroup)");
+        return;
+    };
+    let ns = Netns::new("procs-ctr").unwrap();
+    ns.add_address("198.18.0.2/32").unwrap();
+    let addr: SocketAddr = DB.parse().unwrap();
+    let server = ns.run(move || Server::start(addr, 1)).unwrap().unwrap();
+    let inside = Client::start(&ns, &[(DB, 2)], false);
+    let outside = Client::start(&ns, &[(DB, 1)], false);
+    container.add(inside.pid());
+
+    let (json, _) = json_output(&twscope(&["status", "--netns", ns.name(), "-p", "--json"]));
+    let owners = json["destinations"][0]["processes"].as_array().unwrap();
+    let label = format!("docker {}", &id[..12]);
+    assert_eq!(
+        owners,
+        &vec![
+            serde_json::json!({"pid": inside.pid(), "comm": "bash", "container": label, "sockets": 2}),
+            serde_json::json!({"pid": outside.pid(), "comm": "bash", "container": null, "sockets": 1}),
+        ]
+    );
+    let text = stdout(&twscope(&["status", "--netns", ns.name(), "-p"]));
+    assert!(
+        text.contains(&format!(
+            "held by: bash (pid {}, {label}, 2 sockets), bash (pid {}, 1)",
+            inside.pid(),
+            outside.pid()
+        )),
+        "{text}"
+    );
+    // Processes first, then the server, the namespace, and the cgroup last.
+    drop((inside, outside, server, ns));
+    drop(container);
 }
