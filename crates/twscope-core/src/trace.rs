@@ -174,6 +174,9 @@ pub struct Sample {
     pub failures: Vec<Failure>,
     /// What could not be recorded.
     pub losses: Losses,
+    /// When the window began (the tracer attached), in seconds since the
+    /// Unix epoch: to line it up with logs and other measurements.
+    pub started_unix_s: f64,
     /// Length of the window, in seconds.
     pub duration_s: f64,
 }
@@ -410,6 +413,8 @@ pub struct TraceReport {
     pub dropped: u64,
     /// Everything the kernel half could not record.
     pub losses: Losses,
+    /// When the window began, in seconds since the Unix epoch.
+    pub started_unix_s: f64,
     /// Length of the window, in seconds.
     pub duration_s: f64,
     /// Who churns, who fails.
@@ -443,6 +448,8 @@ pub struct Connecting {
 /// The trace window of a `status --trace` / `doctor --trace` run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TraceSummary {
+    /// When the window began, in seconds since the Unix epoch.
+    pub started_unix_s: f64,
     /// Length of the window, in seconds.
     pub duration_s: f64,
     /// Who churns, who fails.
@@ -551,6 +558,7 @@ impl TraceReport {
             processes,
             dropped: sample.losses.events_dropped,
             losses: sample.losses,
+            started_unix_s: sample.started_unix_s,
             duration_s: sample.duration_s,
             verdict,
         }
@@ -621,6 +629,7 @@ impl TraceReport {
     /// processes.
     pub fn summary(&self) -> TraceSummary {
         TraceSummary {
+            started_unix_s: self.started_unix_s,
             duration_s: self.duration_s,
             verdict: self.verdict.clone(),
             losses: self.losses,
@@ -772,9 +781,8 @@ mod tests {
     fn report(flows: Vec<Flow>, duration_s: f64) -> TraceReport {
         let sample = Sample {
             flows,
-            failures: vec![],
-            losses: Losses::default(),
             duration_s,
+            ..Sample::default()
         };
         TraceReport::build(
             &sample,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use twscope_core::trace::{ProcessIdentity, Sample};
 
@@ -54,6 +54,9 @@ pub struct Window {
 /// Traces for `duration` (or until `stop` is set) on an attached tracer.
 pub fn window(tracer: &mut Tracer, duration: Duration, stop: &AtomicBool) -> Result<Window, TraceError> {
     let started = Instant::now();
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut failures = Vec::new();
     let mut identities = Identities::default();
     let mut interrupted = false;
@@ -79,6 +82,7 @@ pub fn window(tracer: &mut Tracer, duration: Duration, stop: &AtomicBool) -> Res
             flows,
             failures,
             losses: tracer.losses(),
+            started_unix_s,
             duration_s,
         },
         identities,

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use twscope_lab::testing::require_tools;
 
-use crate::util::{deploy_text, Running};
+use crate::util::{deploy_text, stderr, Running};
 
 /// True when `test` may start a Prometheus: `prometheus`, `promtool` and
 /// `curl` run (otherwise it skips, or fails under `TWSCOPE_REQUIRE_ALL=1`).
@@ -198,4 +198,23 @@ pub fn all_panels(dashboard: &Value) -> Vec<Value> {
 /// `expr` with each dashboard variable (`$instance`) replaced by its value.
 pub fn fill(expr: &str, values: &[(&str, &str)]) -> String {
     values.iter().fold(expr.to_string(), |e, (var, v)| e.replace(var, v))
+}
+
+/// `promtool check metrics` on a text-format body.
+pub fn promtool_check_metrics(body: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
 }

@@ -14,10 +14,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::prometheus::promtool_check_metrics;
 use twscope_lab::testing::require_tools;
 use twscope_lab::{churn, require_root, ChurnOptions, Netns, Server};
 
@@ -115,25 +117,6 @@ impl History {
             }
         }
     }
-}
-
-/// `promtool check metrics` on a text-format body.
-fn promtool_check_metrics(body: &str) {
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
 }
 
 #[test]

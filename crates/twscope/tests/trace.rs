@@ -77,6 +77,15 @@ pub fn serve(ns: &Netns, targets: &[&str]) -> Running {
     server
 }
 
+/// A namespace whose ephemeral range is `range`, with 198.18.0.1 on its
+/// loopback and the shared server on `targets`.
+fn namespace_serving(tag: &str, range: &str, targets: &[&str]) -> (Netns, Running) {
+    let ns = netns_with_ports(tag, range);
+    ns.add_address("198.18.0.1/32").unwrap();
+    let server = serve(&ns, targets);
+    (ns, server)
+}
+
 /// A running `twscope trace --json ARGS…`, attached once it said so.
 pub struct Tracing {
     child: Option<Child>,
@@ -180,9 +189,8 @@ fn the_churner_is_named_and_the_pool_beside_it_is_not() {
         return;
     }
     let _heavy = heavy();
-    let ns = Netns::new("trace-pool").unwrap();
-    ns.add_address("198.18.0.1/32").unwrap();
-    let _server = serve(&ns, &["198.18.0.1:7100"]);
+    // The kernel's default range: nothing runs out.
+    let (ns, _server) = namespace_serving("trace-pool", "32768 60999", &["198.18.0.1:7100"]);
     let tracing = Tracing::start(&["--netns", ns.name(), "--duration", "8"]);
     // The same request rate, 150/s for 4 s: one opens a connection per
     // request, the other sends them over a pool of 4.
@@ -249,9 +257,7 @@ fn failed_connects_are_counted_as_the_failing_process_counted_them() {
     let _heavy = heavy();
     // 10 ports: the churner's TIME_WAITs use them up within its first
     // connects, then every connect to that destination fails.
-    let ns = netns_with_ports("trace-fail", "40000 40009");
-    ns.add_address("198.18.0.1/32").unwrap();
-    let _server = serve(&ns, &["198.18.0.1:7101", "198.18.0.1:7102"]);
+    let (ns, _server) = namespace_serving("trace-fail", "40000 40009", &["198.18.0.1:7101", "198.18.0.1:7102"]);
     let tracing = Tracing::start(&["--netns", ns.name(), "--duration", "7"]);
     let client = |port: &str, more: &[&str]| {
         let target = format!("198.18.0.1:{port}");
@@ -435,20 +441,20 @@ fn progress(path: &std::path::Path) -> Vec<(f64, f64, f64)> {
 }
 
 /// The process's own attempts and failures per second between two wall
-/// times, from its progress lines (the nearest line at or before each).
+/// times, interpolated between its progress lines (100 ms apart).
 fn own_rates(lines: &[(f64, f64, f64)], from: f64, to: f64) -> (f64, f64) {
-    let at = |t: f64| *lines.iter().rev().find(|l| l.0 <= t).unwrap_or(&lines[0]);
+    let at = |t: f64| -> (f64, f64) {
+        let i = lines
+            .iter()
+            .position(|l| l.0 >= t)
+            .unwrap_or_else(|| panic!("no progress after {t}"));
+        assert!(i > 0, "no progress before {t}");
+        let (a, b) = (lines[i - 1], lines[i]);
+        let f = (t - a.0) / (b.0 - a.0).max(1e-9);
+        (a.1 + f * (b.1 - a.1), a.2 + f * (b.2 - a.2))
+    };
     let (a, b) = (at(from), at(to));
-    let span = b.0 - a.0;
-    assert!(span > 1.5, "progress lines too sparse: {a:?} → {b:?}");
-    ((b.1 - a.1) / span, (b.2 - a.2) / span)
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    ((b.0 - a.0) / (to - from), (b.1 - a.1) / (to - from))
 }
 
 #[test]
@@ -459,9 +465,7 @@ fn status_trace_shows_who_fails_right_now_at_the_rate_the_process_counted() {
     let _heavy = heavy();
     // 200 ports at 100 connects/s: exhausted after 2 s, then nearly every
     // connect fails (3.3 ports/s come back as TIME_WAITs expire).
-    let ns = netns_with_ports("trace-status", "40000 40199");
-    ns.add_address("198.18.0.1/32").unwrap();
-    let _server = serve(&ns, &["198.18.0.1:7300"]);
+    let (ns, _server) = namespace_serving("trace-status", "40000 40199", &["198.18.0.1:7300"]);
     let dir = tempfile::tempdir().unwrap();
     let progress_file = dir.path().join("progress");
     let app = spawn_churn(&[
@@ -487,12 +491,12 @@ fn status_trace_shows_who_fails_right_now_at_the_rate_the_process_counted() {
     wait_for("the outage", Duration::from_secs(15), || {
         progress(&progress_file).last().filter(|l| l.2 > 100.0).map(|_| ())
     });
-    let before = unix_now();
     let out = twscope_command()
         .args(["status", "--json", "--netns", ns.name(), "--trace", "2"])
         .output()
         .unwrap();
-    let after = unix_now();
+    // The process goes on counting past the window's end.
+    std::thread::sleep(Duration::from_millis(300));
     let (report, code) = crate::util::json_output(&out);
     assert_eq!(code, 2, "exhausted: critical");
     let dest = report["destinations"]
@@ -508,7 +512,10 @@ fn status_trace_shows_who_fails_right_now_at_the_rate_the_process_counted() {
         .find(|c| c["pid"] == app_pid)
         .unwrap_or_else(|| panic!("pid {app_pid} not among those connecting: {dest}"));
     assert_eq!(who["comm"], "orders-api");
-    let (attempts, failures) = own_rates(&progress(&progress_file), before, after);
+    // Over the trace's own window, as the report dates it.
+    let from = report["trace"]["started_unix_s"].as_f64().unwrap();
+    let to = from + report["trace"]["duration_s"].as_f64().unwrap();
+    let (attempts, failures) = own_rates(&progress(&progress_file), from, to);
     let ours = (
         who["connects_per_s"].as_f64().unwrap(),
         who["failures_per_s"].as_f64().unwrap(),
