@@ -10,13 +10,7 @@ use twscope_core::text::thousands;
 use twscope_core::Severity;
 use twscope_core::{diagnose, Report};
 
-use crate::style::{severity as severity_style, BOLD, DIM};
-
-/// `text` with control characters shown as `?`: a process name (prctl) or a
-/// pod's hostname is anyone's to set, and must not drive the terminal.
-fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
-}
+use crate::style::{printable, severity as severity_style, BOLD, DIM};
 
 /// How many processes a text row names.
 const PROCESSES_SHOWN: usize = 2;
