@@ -361,6 +361,14 @@ int inet_sock_set_state(struct inet_sock_set_state_args *ctx)
 		return 0;
 	if (ctx->newstate == TCP_SYN_SENT)
 		return on_syn_sent(ctx);
+	/* Decide from the states alone before the map lookup: only these three
+	 * transitions matter, and on loopback half the events are the server
+	 * side's (SYN_RECV, CLOSE_WAIT, LAST_ACK, …). */
+	int wanted = (ctx->newstate == TCP_ESTABLISHED && ctx->oldstate == TCP_SYN_SENT) ||
+		     (ctx->newstate == TCP_FIN_WAIT1 && ctx->oldstate == TCP_ESTABLISHED) ||
+		     ctx->newstate == TCP_CLOSE;
+	if (!wanted)
+		return 0;
 
 	__u64 skaddr = (__u64)ctx->skaddr;
 	struct sock_info *info = bpf_map_lookup_elem(&sockets, &skaddr);
