@@ -1,6 +1,5 @@
 //! `twscope serve --trace` end to end: a churn in a namespace of two ports,
-//! its own process (this test binary, started again as `churn_helper` under
-//! a name of its own), and the counters must equal what the process counted
+//! its own process (`twscope-churn --comm`), and the counters must equal what the process counted
 //! itself — its connects and, exactly, its EADDRNOTAVAIL failures; many
 //! short-lived processes stay within `--max-trace-series` plus
 //! `comm="other"`; no series ever goes down; exited processes leave the
@@ -21,68 +20,32 @@ use serde_json::Value;
 
 use crate::prometheus::promtool_check_metrics;
 use twscope_lab::testing::require_tools;
-use twscope_lab::{churn, require_root, ChurnOptions, Netns, Server};
+use twscope_lab::{require_root, Netns, Server};
 
 use crate::util::{
-    as_nobody, deploy, deploy_text, heavy, http_get, netns_with_ports, output_within, poll, refused, samples, stderr,
-    twscope_command, wait_for, Serve,
+    as_nobody, churn_counts, deploy, deploy_text, heavy, http_get, netns_with_ports, output_within, poll, refused,
+    samples, spawn_churn, stderr, twscope_command, wait_for, Serve,
 };
 
-/// Set (to `COMM TARGET COUNT OUT`) when this binary runs as the churning
-/// process of [`serve_trace_counts_what_each_process_counted`].
-const HELPER: &str = "TWSCOPE_SERVE_TRACE_CHURN";
-
-/// Not a test of its own: the churning process. Named COMM (the leader's
-/// comm, which the tracer reports), it makes COUNT connects to TARGET in the
-/// namespace it was started in and writes what it counted to OUT as JSON.
-/// Without the variable (a normal run of the suite) it does nothing.
-#[test]
-fn churn_helper() {
-    let Ok(spec) = std::env::var(HELPER) else {
-        return;
-    };
-    let [comm, target, count, out] = spec.split(' ').collect::<Vec<_>>()[..] else {
-        panic!("{HELPER}={spec:?}: want COMM TARGET COUNT OUT");
-    };
-    // /proc/self/comm is the thread group leader's, whatever thread writes it.
-    std::fs::write("/proc/self/comm", comm).unwrap();
-    let target: SocketAddr = target.parse().unwrap();
-    let stats = churn(
-        &[target],
-        &ChurnOptions {
-            count: count.parse().unwrap(),
-            max_duration: Duration::from_secs(30),
-            ..ChurnOptions::default()
-        },
-    );
-    let counted = serde_json::json!({
-        "pid": std::process::id(),
-        "attempts": stats.ok + stats.failed,
-        "ok": stats.ok,
-        "failed": stats.failed,
-        "addr_not_available": stats.addr_not_available,
-    });
-    std::fs::write(out, counted.to_string()).unwrap();
-}
-
-/// Runs [`churn_helper`] as process `comm` in `ns`: `count` connects to
-/// `target`; returns what it counted.
+/// `count` connects to `target` from a `twscope-churn` process named `comm`
+/// in `ns`; returns what it counted itself.
 fn churn_process(ns: &Netns, comm: &str, target: SocketAddr, count: u64) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("counted.json");
-    let exe = std::env::current_exe().unwrap();
-    let mut command = ns.command(exe.to_str().unwrap());
-    command
-        .args([
-            "--exact",
-            "serve_trace::churn_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER, format!("{comm} {target} {count} {}", out.display()));
-    let run = output_within(&mut command, Duration::from_secs(60));
-    assert!(run.status.success(), "churn {comm}: {}", stderr(&run));
-    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+    let target = target.to_string();
+    let count = count.to_string();
+    churn_counts(spawn_churn(&[
+        "--netns",
+        ns.name(),
+        "--no-server",
+        "--target",
+        &target,
+        "--count",
+        &count,
+        "--comm",
+        comm,
+        "--json",
+        "--max-seconds",
+        "30",
+    ]))
 }
 
 /// The namespace's inode: its `netns` label.

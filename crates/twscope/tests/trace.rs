@@ -8,7 +8,6 @@
 //! ours is loaded" is a real check.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -16,38 +15,10 @@ use std::time::Duration;
 use serde_json::Value;
 use twscope_lab::{require_root, Netns};
 
-use crate::util::{as_nobody, heavy, netns_with_ports, refused, stderr, twscope_command, wait_for, Running, BIN};
-
-/// `twscope-churn`, built beside `twscope` by `cargo test --workspace` (it is
-/// twscope-lab's binary, and that crate's own test makes cargo build it).
-pub fn churn_bin() -> PathBuf {
-    let path = std::path::Path::new(BIN).with_file_name("twscope-churn");
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        path.display()
-    );
-    path
-}
-
-/// A `twscope-churn ARGS…` process, stdout captured (its `--json` counts).
-pub fn spawn_churn(args: &[&str]) -> Child {
-    Command::new(churn_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// What a `--json` churn counted itself: {pid, attempts, ok, failed,
-/// addr_not_available, elapsed_s}.
-pub fn churn_counts(child: Child) -> Value {
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("twscope-churn printed no JSON ({e}): {}", stderr(&out)))
-}
+use crate::util::{
+    as_nobody, churn_bin, churn_counts, heavy, netns_with_ports, refused, spawn_churn, twscope_command, wait_for,
+    Running,
+};
 
 /// The server the clients share, in `ns`, until dropped.
 pub fn serve(ns: &Netns, targets: &[&str]) -> Running {

@@ -304,3 +304,34 @@ pub fn samples(body: &str, name: &str) -> BTreeMap<String, f64> {
         })
         .collect()
 }
+
+/// `twscope-churn`, built beside `twscope` by `cargo test --workspace` (it is
+/// twscope-lab's binary, and that crate's own test makes cargo build it).
+pub fn churn_bin() -> PathBuf {
+    let path = std::path::Path::new(BIN).with_file_name("twscope-churn");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A `twscope-churn ARGS…` process, stdout captured (its `--json` counts).
+pub fn spawn_churn(args: &[&str]) -> Child {
+    Command::new(churn_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What a `--json` churn counted itself: {pid, attempts, ok, failed,
+/// addr_not_available, elapsed_s}.
+pub fn churn_counts(child: Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("twscope-churn printed no JSON ({e}): {}", stderr(&out)))
+}
