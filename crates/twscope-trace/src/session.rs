@@ -71,7 +71,7 @@ pub fn window(tracer: &mut Tracer, duration: Duration, stop: &AtomicBool) -> Res
         }
         std::thread::sleep(POLL.min(duration - elapsed));
         tracer.drain_failures(&mut failures);
-        identities.learn(tracer.flows()?.iter().map(|f| f.pid));
+        identities.learn(tracer.pids()?);
     }
     let duration_s = started.elapsed().as_secs_f64();
     tracer.drain_failures(&mut failures);

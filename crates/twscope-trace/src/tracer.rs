@@ -134,6 +134,20 @@ fn capable() -> bool {
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
 }
 
+fn flows_error(e: aya::maps::MapError) -> TraceError {
+    TraceError::Map {
+        map: "flows",
+        message: chain(&e),
+    }
+}
+
+fn flows_missing() -> TraceError {
+    TraceError::Map {
+        map: "flows",
+        message: "missing from the object".into(),
+    }
+}
+
 /// The attached tracer.
 pub struct Tracer {
     ebpf: Ebpf,
@@ -209,39 +223,33 @@ impl Tracer {
     /// Every flow counted since attach (a live view: the kernel keeps
     /// counting while this reads).
     pub fn flows(&self) -> Result<Vec<Flow>, TraceError> {
-        let map_error = |e: aya::maps::MapError| TraceError::Map {
-            map: "flows",
-            message: chain(&e),
-        };
-        let map = self.ebpf.map("flows").ok_or(TraceError::Map {
-            map: "flows",
-            message: "missing".into(),
-        })?;
-        let flows: HashMap<&MapData, FlowKey, FlowStats> = HashMap::try_from(map).map_err(map_error)?;
+        let map = self.ebpf.map("flows").ok_or_else(flows_missing)?;
+        let flows: HashMap<&MapData, FlowKey, FlowStats> = HashMap::try_from(map).map_err(flows_error)?;
         let mut out = Vec::new();
         for entry in flows.iter() {
             match entry {
                 Ok((key, stats)) => out.push(abi::flow(&key, &stats)),
                 // An entry removed between its key and its value: skip it.
                 Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(e) => return Err(map_error(e)),
+                Err(e) => return Err(flows_error(e)),
             }
         }
         Ok(out)
     }
 
+    /// The PIDs with a flow, keys only: half the syscalls of [`Tracer::flows`],
+    /// for a caller that polls only to learn new processes.
+    pub fn pids(&self) -> Result<BTreeSet<u32>, TraceError> {
+        let map = self.ebpf.map("flows").ok_or_else(flows_missing)?;
+        let flows: HashMap<&MapData, FlowKey, FlowStats> = HashMap::try_from(map).map_err(flows_error)?;
+        Ok(flows.keys().filter_map(Result::ok).map(|k| k.tgid).collect())
+    }
+
     /// Removes the flows of `pids` (processes that exited) from the kernel's
     /// map, so it never fills on a long-running host; returns how many went.
     pub fn forget(&mut self, pids: &BTreeSet<u32>) -> Result<usize, TraceError> {
-        let map_error = |e: aya::maps::MapError| TraceError::Map {
-            map: "flows",
-            message: chain(&e),
-        };
-        let map = self.ebpf.map_mut("flows").ok_or(TraceError::Map {
-            map: "flows",
-            message: "missing".into(),
-        })?;
-        let mut flows: HashMap<&mut MapData, FlowKey, FlowStats> = HashMap::try_from(map).map_err(map_error)?;
+        let map = self.ebpf.map_mut("flows").ok_or_else(flows_missing)?;
+        let mut flows: HashMap<&mut MapData, FlowKey, FlowStats> = HashMap::try_from(map).map_err(flows_error)?;
         let doomed: Vec<FlowKey> = flows
             .keys()
             .filter_map(Result::ok)
