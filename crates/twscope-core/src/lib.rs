@@ -30,6 +30,8 @@
 //! - [`tune`] turns the system findings into sysctl changes and applies them.
 //! - [`trace`] is the model of an eBPF trace: who churns, who fails, and
 //!   [`runtime`] tells a process's language runtime.
+//! - [`history`] keeps each destination's last minutes across censuses
+//!   (`twscope top`'s ESTABLISHED range and close-rate sparkline).
 //! - [`status`] assembles the `twscope status` report (its JSON is the schema).
 //!
 //! The crate does no terminal I/O; renderers live in the `twscope` binary.
@@ -54,6 +56,9 @@ pub mod capacity;
 pub mod census;
 pub mod doctor;
 pub mod files;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+pub mod history;
 pub mod kernel;
 pub mod linux;
 pub mod netns;

@@ -181,6 +181,52 @@ pub struct Sample {
     pub duration_s: f64,
 }
 
+impl Sample {
+    /// What happened between `earlier` and `self`, two reads of one attached
+    /// tracer (`twscope top` reads it every refresh): the counters' growth,
+    /// `self`'s failure events (each read drains them) and the time between.
+    /// A flow `earlier` lacks is new and kept whole; one `self` lacks was
+    /// forgotten and is left out. The high-water mark of connections open at
+    /// once (`max_concurrent`) is kept as it is, since attach.
+    pub fn since(&self, earlier: &Sample) -> Sample {
+        type Key = (u32, u64, IpAddr, u16);
+        let key = |f: &Flow| -> Key { (f.pid, f.netns, f.addr, f.port) };
+        let before: BTreeMap<Key, &Flow> = earlier.flows.iter().map(|f| (key(f), f)).collect();
+        let flows = self
+            .flows
+            .iter()
+            .filter_map(|now| {
+                let Some(then) = before.get(&key(now)) else {
+                    return Some(now.clone());
+                };
+                let mut grown = now.clone();
+                grown.connects = now.connects.saturating_sub(then.connects);
+                grown.established = now.established.saturating_sub(then.established);
+                grown.time_wait_left = now.time_wait_left.saturating_sub(then.time_wait_left);
+                grown.resets = now.resets.saturating_sub(then.resets);
+                grown.closes = now.closes.saturating_sub(then.closes);
+                for (g, t) in grown.failures.iter_mut().zip(then.failures) {
+                    *g = g.saturating_sub(t);
+                }
+                for (g, t) in grown.lifetime_log2_us.iter_mut().zip(then.lifetime_log2_us) {
+                    *g = g.saturating_sub(t);
+                }
+                // Nothing happened: not a flow of this window.
+                (grown.connects + grown.closes + grown.failed() > 0).then_some(grown)
+            })
+            .collect();
+        let end = self.started_unix_s + self.duration_s;
+        let start = earlier.started_unix_s + earlier.duration_s;
+        Sample {
+            flows,
+            failures: self.failures.clone(),
+            losses: self.losses,
+            started_unix_s: start,
+            duration_s: (end - start).max(0.0),
+        }
+    }
+}
+
 /// Who a traced process is, read from `/proc` while it runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProcessIdentity {
@@ -345,6 +391,21 @@ impl ProcessTrace {
     /// EADDRNOTAVAIL failures to every destination.
     pub fn addr_not_available(&self) -> u64 {
         self.destinations.iter().map(|d| d.addr_not_available()).sum()
+    }
+
+    /// Connects attempted per second, to every destination.
+    pub fn connects_per_s(&self) -> f64 {
+        self.destinations.iter().map(|d| d.connects_per_s).sum()
+    }
+
+    /// TIME_WAITs left per second, to every destination: its port spend.
+    pub fn time_wait_left_per_s(&self) -> f64 {
+        self.destinations.iter().map(|d| d.time_wait_left_per_s).sum()
+    }
+
+    /// Failed connects per second, to every destination.
+    pub fn failures_per_s(&self) -> f64 {
+        self.destinations.iter().map(|d| d.failures_per_s).sum()
     }
 }
 
@@ -790,6 +851,37 @@ mod tests {
             &TraceFilter::default(),
             &PoolBypass::default(),
         )
+    }
+
+    #[test]
+    fn since_is_the_growth_between_two_reads() {
+        let mut grown = flow(1, 300, 280, 4, 3);
+        grown.failures[0] = 7;
+        let earlier = Sample {
+            flows: vec![flow(1, 100, 90, 3, 3), flow(2, 50, 50, 1, 3)],
+            started_unix_s: 1000.0,
+            duration_s: 2.0,
+            ..Sample::default()
+        };
+        let now = Sample {
+            // pid 2 did nothing more; pid 3 is new.
+            flows: vec![grown, flow(2, 50, 50, 1, 3), flow(3, 5, 5, 1, 3)],
+            started_unix_s: 1000.0,
+            duration_s: 4.0,
+            ..Sample::default()
+        };
+        let window = now.since(&earlier);
+        assert_eq!((window.started_unix_s, window.duration_s), (1002.0, 2.0));
+        let pids: Vec<u32> = window.flows.iter().map(|f| f.pid).collect();
+        assert_eq!(pids, [1, 3]);
+        let one = &window.flows[0];
+        assert_eq!(
+            (one.connects, one.time_wait_left, one.closes, one.failures[0]),
+            (200, 190, 190, 7)
+        );
+        assert_eq!(one.lifetime_log2_us[3], 190);
+        assert_eq!(one.max_concurrent, 4);
+        assert_eq!(window.flows[1].connects, 5);
     }
 
     #[test]

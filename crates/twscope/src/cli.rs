@@ -63,6 +63,13 @@ pub enum Command {
     #[command(after_help = TRACE_AFTER_HELP)]
     Trace(TraceArgs),
 
+    /// Live terminal view, refreshed every --interval: per destination
+    /// TIME_WAIT, ESTABLISHED and its range, utilization, close rate with a
+    /// sparkline, time to exhaustion; every namespace with --netns all; who
+    /// churns on `t`.
+    #[command(after_help = TOP_AFTER_HELP)]
+    Top(TopArgs),
+
     /// What-if calculator: ports a workload needs, ports it has, the max
     /// sustainable rate, time to exhaustion, and the smallest fix. Defaults to
     /// this host's settings.
@@ -503,6 +510,14 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub netns: NetnsArg,
 
+    /// The model's knobs, shared with `top`.
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// The capacity model's knobs (`status`, `top`).
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
     /// Port-budget utilization (%) from which a destination is a warning.
     #[arg(long, value_name = "PCT", default_value_t = 50.0, value_parser = parse_percent)]
     pub warning: f64,
@@ -515,6 +530,47 @@ pub struct StatusArgs {
     /// than this divided by it, so it shows the current rate, not the minute's.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub window: u32,
+}
+
+const TOP_AFTER_HELP: &str = "\
+Keys: q quit · s sort · / filter · p pause · n next namespace · Enter open ·
+Esc back · t trace panel · ? help.
+Examples:
+  twscope top                          this namespace, every 2 s
+  twscope top --netns all              every pod and container; Enter drills in
+  twscope top --netns blue --interval 5
+  twscope top --trace                  with the trace panel open (root)
+Honours NO_COLOR. Needs a terminal of at least 80×16; for text use
+`twscope status`. Exit codes: 0 quit, 3 error (no terminal, bad option,
+unknown namespace, missing privileges).";
+
+/// Options of `twscope top`.
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    /// Seconds between censuses (0.5 to 3600).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_interval)]
+    pub interval: f64,
+
+    /// Open the trace panel at start: who opens connections and who gets
+    /// EADDRNOTAVAIL (eBPF; needs CAP_BPF and CAP_PERFMON, or root). `t`
+    /// toggles it.
+    #[arg(long)]
+    pub trace: bool,
+
+    /// `--netns`, shared with the other commands.
+    #[command(flatten)]
+    pub netns: NetnsArg,
+
+    /// The model's knobs, as for `status`.
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('s').parse::<f64>() {
+        Ok(s) if (0.5..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?} is not an interval in seconds between 0.5 and 3600")),
+    }
 }
 
 /// `twscope trace`'s flags.

@@ -26,7 +26,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
 use cli::{Cli, Command};
-use options::{DoctorRun, LabRun, PlanRun, ServeRun, StatusRun, TraceRun, TuneOutput, TuneRun};
+use options::{DoctorRun, LabRun, PlanRun, ServeRun, StatusRun, TopRun, TraceRun, TuneOutput, TuneRun};
 use twscope_core::doctor;
 use twscope_core::netns::{self, NetnsSpec};
 use twscope_core::node::{Node, NodeOptions};
@@ -65,6 +65,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Tune(args)) => run_tune(&options::tune(&args)?),
         Some(Command::Serve(args)) => run_serve(options::serve(&args)?),
         Some(Command::Trace(args)) => run_trace(&options::trace(&args)?),
+        Some(Command::Top(args)) => run_top(options::top(&args)?),
         Some(Command::Plan(args)) => plan(&options::plan(&args)?),
         Some(Command::Lab(args)) => run_lab(&options::lab(&args)?),
         Some(Command::Completions(args)) => {
@@ -294,6 +295,25 @@ fn run_doctor(run: &DoctorRun) -> Result<ExitCode> {
     };
     write_stdout(&text)?;
     Ok(exit(report.exit_code()))
+}
+
+/// `twscope top`: the namespace is entered on the main thread before the
+/// collection thread starts (it inherits it), so a bad `--netns` is an error
+/// before the terminal is taken over.
+fn run_top(run: TopRun) -> Result<ExitCode> {
+    use twscope_tui::{Scope, TopOptions};
+    let scope = if run.all_namespaces {
+        Scope::All
+    } else {
+        Scope::One(enter(run.netns.as_ref())?)
+    };
+    twscope_tui::run(TopOptions {
+        scope,
+        interval: run.interval,
+        status: run.options,
+        trace: run.trace,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_tune(run: &TuneRun) -> Result<ExitCode> {

@@ -23,7 +23,9 @@ use twscope_core::Workload;
 use twscope_exporter::{Limits, WebConfig};
 use twscope_lab::lab::LabOptions;
 
-use crate::cli::{DoctorArgs, LabArgs, NetnsChoice, PlanArgs, ServeArgs, StatusArgs, TraceArgs, TuneArgs};
+use crate::cli::{
+    DoctorArgs, LabArgs, ModelArgs, NetnsChoice, PlanArgs, ServeArgs, StatusArgs, TopArgs, TraceArgs, TuneArgs,
+};
 
 /// `twscope status`, ready to run.
 #[derive(Debug, Clone)]
@@ -44,9 +46,8 @@ pub struct StatusRun {
     pub trace: Option<Duration>,
 }
 
-/// Checks `status`'s options against each other: the warning level must not
-/// exceed the critical one.
-pub fn status(args: &StatusArgs) -> Result<StatusRun> {
+/// `--warning`, `--critical`, `--window` into the model's options.
+fn model(args: &ModelArgs) -> Result<StatusOptions> {
     if args.warning > args.critical {
         bail!(
             "--warning {} is above --critical {}: the warning level must not exceed the critical one",
@@ -54,6 +55,45 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
             args.critical
         );
     }
+    Ok(StatusOptions {
+        window_s: args.window,
+        thresholds: Thresholds {
+            warning: args.warning / 100.0,
+            critical: args.critical / 100.0,
+        },
+        processes: false,
+    })
+}
+
+/// `twscope top`, validated.
+#[derive(Debug)]
+pub struct TopRun {
+    /// The model's options.
+    pub options: StatusOptions,
+    /// The namespace to watch (`None`: the current one, or all).
+    pub netns: Option<NetnsSpec>,
+    /// `--netns all`.
+    pub all_namespaces: bool,
+    /// Between censuses.
+    pub interval: Duration,
+    /// Open the trace panel at start.
+    pub trace: bool,
+}
+
+/// Validates `twscope top`'s flags.
+pub fn top(args: &TopArgs) -> Result<TopRun> {
+    Ok(TopRun {
+        options: model(&args.model)?,
+        netns: args.netns.spec().cloned(),
+        all_namespaces: args.netns.all(),
+        interval: Duration::from_secs_f64(args.interval),
+        trace: args.trace,
+    })
+}
+
+/// Validates `status`'s options (see [`model`]; `--dest`, `--doctor`,
+/// `--trace`, `--processes` each need one namespace).
+pub fn status(args: &StatusArgs) -> Result<StatusRun> {
     if args.dest.is_some() && args.netns.all() {
         bail!("--dest selects in one namespace; with --netns all give --json and filter its namespaces[].destinations");
     }
@@ -68,12 +108,8 @@ pub fn status(args: &StatusArgs) -> Result<StatusRun> {
     }
     Ok(StatusRun {
         options: StatusOptions {
-            window_s: args.window,
-            thresholds: Thresholds {
-                warning: args.warning / 100.0,
-                critical: args.critical / 100.0,
-            },
             processes: args.processes,
+            ..model(&args.model)?
         },
         selection: Selection {
             top: args.top,

@@ -48,7 +48,7 @@ pub struct Pod {
 }
 
 /// Who a network namespace belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Identity {
     /// The namespace's inode (`lsns -t net`, `ip netns identify`).
     pub inode: u64,

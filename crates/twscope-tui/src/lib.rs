@@ -1,0 +1,142 @@
+//! # twscope-tui
+//!
+//! `twscope top`: the TIME_WAIT post's `watch -n 5 'ss -tan state time-wait |
+//! wc -l; …'` as a live terminal view. Per destination it shows TIME_WAIT,
+//! ESTABLISHED with its range over the last minutes (a pool holds steady; a
+//! client per request swings), the utilization of the port budget, the
+//! close rate with a sparkline, the rate the budget sustains, and when it
+//! runs out; with `--netns all`, every namespace of the node to drill into;
+//! and, on `t`, who opens connections and who gets EADDRNOTAVAIL (eBPF).
+//!
+//! Three parts, one job each:
+//!
+//! ```text
+//! collect (thread) ──Update──▶ app (state, keys) ──▶ view (draw)
+//!        ▲                          │
+//!        └────────Request───────────┘
+//! ```
+//!
+//! - [`collect`] takes the census every interval off the UI thread and
+//!   sends it with its own cost ([`Cost`]) and the trace panel's window.
+//! - [`app`] is the state and what each key does; it feeds each census to
+//!   the core's [`twscope_core::history::History`].
+//! - [`view`] draws an [`App`] into a frame: it reads the core's model only.
+//!
+//! [`run`] wires them to a real terminal (crossterm): raw mode and the
+//! alternate screen, restored on `q`, on SIGTERM, SIGHUP and SIGINT, and on
+//! panic. Tests drive [`App`] headless into ratatui's `TestBackend`.
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod collect;
+pub mod view;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossterm::event::{self, Event, KeyEventKind};
+use twscope_core::status::StatusOptions;
+
+pub use app::{App, Effect, Screen, SortKey};
+pub use collect::{Collector, Cost, Namespace, Request, Scope, Snapshot, TraceState, Update};
+pub use view::{draw, Theme, MIN_HEIGHT, MIN_WIDTH};
+
+/// What `twscope top` was asked for.
+#[derive(Debug, Clone)]
+pub struct TopOptions {
+    /// Which namespaces: the calling thread's (entered already) or all.
+    pub scope: Scope,
+    /// Seconds between censuses.
+    pub interval: Duration,
+    /// The model's knobs (rate window, thresholds).
+    pub status: StatusOptions,
+    /// Open the trace panel at start.
+    pub trace: bool,
+}
+
+/// Why `top` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TopError {
+    /// Standard input or output is not a terminal.
+    #[error("twscope top needs a terminal on standard input and output; for text use `twscope status` (or `watch twscope status`)")]
+    NotATerminal,
+    /// The terminal could not be set up or drawn on.
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+}
+
+/// Set by SIGTERM, SIGHUP and SIGINT: the loop ends and restores the terminal.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// How often keys and signals are looked at between refreshes.
+const KEY_POLL: Duration = Duration::from_millis(100);
+
+/// Runs `top` on the terminal until `q`, Ctrl-C or a signal; the terminal is
+/// restored in every case (a panic's hook restores it too).
+pub fn run(options: TopOptions) -> Result<(), TopError> {
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return Err(TopError::NotATerminal);
+    }
+    for signal in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+        // SAFETY: installs a handler that only stores to an atomic.
+        unsafe { libc::signal(signal, request_stop as *const () as libc::sighandler_t) };
+    }
+    let all = matches!(options.scope, Scope::All);
+    let mut app = App::new(options.interval.as_secs_f64(), all);
+    let collector = Collector::start(options.scope, options.status, options.interval);
+    if options.trace {
+        app.trace_panel = true;
+        collector.send(Request::Trace(true));
+    }
+    let theme = Theme::from_env();
+    let mut terminal = ratatui::try_init()?;
+    let result = event_loop(&mut terminal, &mut app, &collector, theme);
+    // The terminal first: a census under way may take a moment to end.
+    let restored = ratatui::try_restore();
+    drop(terminal);
+    drop(collector);
+    result?;
+    Ok(restored?)
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    collector: &Collector,
+    theme: Theme,
+) -> Result<(), TopError> {
+    let mut dirty = true;
+    while !STOP.load(Ordering::Relaxed) {
+        for update in collector.updates() {
+            app.on_update(update);
+            dirty = true;
+        }
+        if dirty {
+            terminal.draw(|frame| draw(frame, app, theme))?;
+            dirty = false;
+        }
+        if !event::poll(KEY_POLL)? {
+            continue;
+        }
+        match event::read()? {
+            Event::Key(key) if key.kind != KeyEventKind::Release => {
+                dirty = true;
+                match app.on_key(key) {
+                    Effect::Quit => return Ok(()),
+                    Effect::Send(request) => collector.send(request),
+                    Effect::None => {}
+                }
+            }
+            Event::Resize(..) => dirty = true,
+            _ => {}
+        }
+    }
+    Ok(())
+}
