@@ -27,4 +27,5 @@ mod processes;
 mod serve;
 mod serve_all;
 mod serve_trace;
+mod top;
 mod trace;

@@ -245,11 +245,11 @@ fn range_cell(_: &Destination, trend: Option<&Trend>, _: u16, theme: Theme) -> L
 fn bar_cell(d: &Destination, _: Option<&Trend>, _: u16, theme: Theme) -> Line<'static> {
     const CELLS: usize = 7;
     let filled = ((d.utilization.clamp(0.0, 1.0) * CELLS as f64).round() as usize).min(CELLS);
-    Line::from(Line::from(vec![
+    Line::from(vec![
         Span::styled("█".repeat(filled), theme.severity(d.severity)),
         Span::styled("░".repeat(CELLS - filled), theme.dim()),
         Span::raw(format!("{:>5}", percent(d.utilization))),
-    ]))
+    ])
 }
 
 /// The close rate over the last minutes, one block per slice of the span,
