@@ -22,6 +22,12 @@ pub fn rate(per_s: f64) -> String {
     }
 }
 
+/// `text` with control characters shown as `?`: a process name (prctl) or a
+/// pod's hostname is anyone's to set, and must not drive the terminal.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,10 +92,27 @@ pub struct Cost {
     pub sockets: u64,
 }
 
+/// The most of one core `top` lets its censuses take: at 1M sockets one
+/// census costs about 0.6 s of CPU (mostly the kernel's dump), so at a 2 s
+/// interval the next one waits a little longer ([`Cost::next_after`]).
+pub const MAX_CORE_SHARE: f64 = 0.25;
+
 impl Cost {
-    /// The share of one core the collection takes at `interval_s`.
+    /// Seconds from the start of this refresh to the next: `interval_s`, or
+    /// longer when this refresh's CPU time would take more than
+    /// [`MAX_CORE_SHARE`] of a core at it.
+    pub fn next_after(&self, interval_s: f64) -> f64 {
+        interval_s.max(self.cpu_ms / 1000.0 / MAX_CORE_SHARE)
+    }
+
+    /// Whether the refresh is slower than `interval_s` asked for.
+    pub fn stretched(&self, interval_s: f64) -> bool {
+        self.next_after(interval_s) > interval_s
+    }
+
+    /// The share of one core the censuses take at the interval they run at.
     pub fn core_share(&self, interval_s: f64) -> f64 {
-        self.cpu_ms / 1000.0 / interval_s.max(self.wall_ms / 1000.0).max(1e-3)
+        self.cpu_ms / 1000.0 / self.next_after(interval_s).max(self.wall_ms / 1000.0).max(1e-3)
     }
 }
 
@@ -235,10 +252,14 @@ impl Worker {
             if !self.paused && Instant::now() >= next {
                 let began = Instant::now();
                 let update = self.refresh();
+                let wait = match &update.snapshot {
+                    Ok(snapshot) => snapshot.cost.next_after(self.interval.as_secs_f64()),
+                    Err(_) => self.interval.as_secs_f64(),
+                };
                 if self.updates.send(update).is_err() {
                     return;
                 }
-                next = began + self.interval;
+                next = began + Duration::from_secs_f64(wait);
             }
             let wait = if self.paused {
                 Duration::from_secs(3600)

@@ -30,8 +30,4 @@ pub fn level(level: Level) -> Style {
     }
 }
 
-/// `text` with control characters shown as `?`: a process name (prctl) or a
-/// pod's hostname is anyone's to set, and must not drive the terminal.
-pub fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
-}
+pub use twscope_core::text::printable;

@@ -9,11 +9,28 @@ use twscope_core::text::thousands;
 
 use super::{percent, printable, Theme};
 use crate::app::{App, Screen};
+use crate::collect::MAX_CORE_SHARE;
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut lines = Vec::with_capacity(4);
+    let stretched = app
+        .snapshot
+        .as_ref()
+        .map(|s| s.cost)
+        .filter(|c| c.stretched(app.interval_s));
     let refresh = if app.paused {
         Span::styled(" PAUSED (p resumes) ", theme.selected())
+    } else if let Some(cost) = stretched {
+        Span::styled(
+            format!(
+                "every {:.1} s, not {}: a census costs {:.2} s CPU, top keeps under {} of a core",
+                cost.next_after(app.interval_s),
+                trim(app.interval_s),
+                cost.cpu_ms / 1000.0,
+                percent(MAX_CORE_SHARE)
+            ),
+            theme.severity(twscope_core::Severity::Warning),
+        )
     } else {
         Span::styled(format!("every {} s", trim(app.interval_s)), theme.dim())
     };
@@ -131,6 +148,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
 }
 
 /// `2`, `0.5`: an interval without trailing zeros.
+
 fn trim(seconds: f64) -> String {
     let text = format!("{seconds:.1}");
     text.strip_suffix(".0").unwrap_or(&text).to_string()

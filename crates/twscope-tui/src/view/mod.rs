@@ -18,6 +18,7 @@ use twscope_core::doctor::Level;
 use twscope_core::Severity;
 
 use crate::app::{App, Screen};
+pub(crate) use twscope_core::text::printable;
 
 /// The smallest terminal drawn: below it, a message says so.
 pub const MIN_WIDTH: u16 = 80;
@@ -187,12 +188,6 @@ fn footer_draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         }
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), keys);
-}
-
-/// `text` with control characters shown as `?`: a pod's hostname or a
-/// process name is anyone's to set and must not drive the terminal.
-pub(crate) fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// `82%`.
