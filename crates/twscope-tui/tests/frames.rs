@@ -340,3 +340,24 @@ fn a_failed_refresh_keeps_the_last_census_and_says_why() {
         line(&terminal, 22)
     );
 }
+
+#[test]
+fn a_census_too_costly_for_the_interval_stretches_it_and_says_so() {
+    let mut app = App::new(2.0, false);
+    // A million TIME_WAIT sockets: the census took 0.65 s of CPU.
+    app.on_update(one(churning(24_000, 4), 0.0, 720.0));
+    let cost = app.snapshot.as_ref().unwrap().cost;
+    assert!(cost.stretched(2.0));
+    assert!((cost.next_after(2.0) - 0.648 / 0.25).abs() < 1e-9);
+    assert!((cost.core_share(2.0) - 0.25).abs() < 1e-9);
+    let terminal = frame(&app, 132, 24);
+    let (header, cost_line) = (line(&terminal, 0), line(&terminal, 2));
+    assert!(header.contains("every 2.6 s, not 2"), "{header}");
+    assert!(
+        cost_line.contains("census 24,064 sockets: 720 ms, 648 ms CPU, 25% of a core, capped"),
+        "{cost_line}"
+    );
+    // A cheap census keeps the interval asked for.
+    app.on_update(one(churning(24_000, 4), 2.6, 40.0));
+    assert!(line(&frame(&app, 132, 24), 0).contains("every 2 s"));
+}

@@ -9,7 +9,6 @@ use twscope_core::text::thousands;
 
 use super::{percent, printable, Theme};
 use crate::app::{App, Screen};
-use crate::collect::MAX_CORE_SHARE;
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut lines = Vec::with_capacity(4);
@@ -23,11 +22,9 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     } else if let Some(cost) = stretched {
         Span::styled(
             format!(
-                "every {:.1} s, not {}: a census costs {:.2} s CPU, top keeps under {} of a core",
+                "every {:.1} s, not {}",
                 cost.next_after(app.interval_s),
-                trim(app.interval_s),
-                cost.cpu_ms / 1000.0,
-                percent(MAX_CORE_SHARE)
+                trim(app.interval_s)
             ),
             theme.severity(twscope_core::Severity::Warning),
         )
@@ -51,13 +48,17 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         return;
     };
     let cost = snapshot.cost;
-    let cost_text = format!(
-        "census {} sockets in {:.0} ms, {:.0} ms CPU ({} of a core)",
+    let mut cost_text = format!(
+        "census {} sockets: {:.0} ms, {:.0} ms CPU, {} of a core",
         thousands(cost.sockets),
         cost.wall_ms,
         cost.cpu_ms,
         percent(cost.core_share(app.interval_s))
     );
+    if stretched.is_some() {
+        // The interval was stretched so that this is `MAX_CORE_SHARE`.
+        cost_text.push_str(", capped");
+    }
 
     if app.screen == Screen::Namespaces {
         let listed = snapshot.namespaces.len();
@@ -148,7 +149,6 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
 }
 
 /// `2`, `0.5`: an interval without trailing zeros.
-
 fn trim(seconds: f64) -> String {
     let text = format!("{seconds:.1}");
     text.strip_suffix(".0").unwrap_or(&text).to_string()
