@@ -30,7 +30,12 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap();
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "tmux {args:?}: {}",
@@ -50,7 +55,19 @@ impl Tmux {
             stty = stty.display()
         );
         let _ = std::fs::remove_file(&rc);
-        self.run(&["new-session", "-d", "-s", "top", "-x", "132", "-y", "32", "sh", "-c", &script]);
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "132",
+            "-y",
+            "32",
+            "sh",
+            "-c",
+            &script,
+        ]);
     }
 
     fn file(&self, name: &str) -> PathBuf {
@@ -76,7 +93,9 @@ impl Tmux {
     }
 
     fn alternate_screen(&self) -> bool {
-        self.run(&["display-message", "-p", "-t", "top", "#{alternate_on}"]).trim() == "1"
+        self.run(&["display-message", "-p", "-t", "top", "#{alternate_on}"])
+            .trim()
+            == "1"
     }
 
     /// Waits for `top` to exit; its exit code and the terminal's modes after.
@@ -86,7 +105,9 @@ impl Tmux {
             std::fs::read_to_string(&rc).ok()?.trim().parse::<i32>().ok()
         });
         let stty = wait_for("stty -a after it", Duration::from_secs(5), || {
-            std::fs::read_to_string(self.file("stty")).ok().filter(|s| !s.is_empty())
+            std::fs::read_to_string(self.file("stty"))
+                .ok()
+                .filter(|s| !s.is_empty())
         });
         (code, stty)
     }
@@ -95,13 +116,23 @@ impl Tmux {
     fn top_pid(&self) -> u32 {
         let shell = self.run(&["display-message", "-p", "-t", "top", "#{pane_pid}"]);
         let out = Command::new("pgrep").args(["-P", shell.trim()]).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().lines().next().unwrap().parse().unwrap()
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").output();
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
     }
 }
 
@@ -123,7 +154,9 @@ fn row<'a>(screen: &'a str, dest: &str) -> Option<Vec<&'a str>> {
 }
 
 fn number(text: &str) -> u64 {
-    text.replace(',', "").parse().unwrap_or_else(|_| panic!("{text:?} is not a count"))
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a count"))
 }
 
 /// TIME_WAIT sockets to `dest` in the namespace, by `ss`.
@@ -136,7 +169,10 @@ fn ss_time_wait(ns: &Netns, dest: &str) -> u64 {
 #[test]
 fn top_on_a_real_terminal_matches_ss_and_restores_it() {
     if !require_root("top_on_a_real_terminal_matches_ss_and_restores_it")
-        || !require_tools("top_on_a_real_terminal_matches_ss_and_restores_it", &["tmux", "ss", "pgrep"])
+        || !require_tools(
+            "top_on_a_real_terminal_matches_ss_and_restores_it",
+            &["tmux", "ss", "pgrep"],
+        )
     {
         return;
     }
@@ -159,7 +195,11 @@ fn top_on_a_real_terminal_matches_ss_and_restores_it() {
             "--max-seconds",
             "20",
         ]));
-        assert_eq!(counts["ok"].as_u64().unwrap(), count.parse::<u64>().unwrap(), "{counts}");
+        assert_eq!(
+            counts["ok"].as_u64().unwrap(),
+            count.parse::<u64>().unwrap(),
+            "{counts}"
+        );
     }
 
     let tmux = Tmux::new("top");
@@ -227,6 +267,9 @@ fn top_without_a_terminal_says_what_to_use_instead() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("needs a terminal") && err.contains("twscope status"), "{err}");
+    assert!(
+        err.contains("needs a terminal") && err.contains("twscope status"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 }
