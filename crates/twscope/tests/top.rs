@@ -273,3 +273,71 @@ fn top_without_a_terminal_says_what_to_use_instead() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn the_trace_panel_names_the_process_failing_now_and_detaches_when_closed() {
+    const TEST: &str = "the_trace_panel_names_the_process_failing_now_and_detaches_when_closed";
+    if !require_root(TEST) || !require_tools(TEST, &["tmux", "ss", "pgrep"]) {
+        return;
+    }
+    let _heavy = heavy();
+    assert!(
+        twscope_trace::loaded_programs().is_empty(),
+        "a tracer is attached before the test"
+    );
+    // 10 ports: a client opening a connection per request runs out within
+    // its first connects, and every connect after fails.
+    let ns = netns_with_ports("top-trace", "40000 40009");
+    ns.add_address("198.18.0.1/32").unwrap();
+    let _server = serve(&ns, &["198.18.0.1:7101"]);
+    let tmux = Tmux::new("trace");
+    tmux.start(&format!("top --netns {} --interval 1", ns.name()));
+    tmux.wait_screen("top to draw", |s| s.contains("Destinations ("));
+    tmux.keys(&["t"]);
+    tmux.wait_screen("the trace panel to open", |s| {
+        s.contains("Processes opening connections") && !s.contains("attaching the tracer")
+    });
+    assert!(!twscope_trace::loaded_programs().is_empty(), "t attached no tracer");
+
+    let churn = spawn_churn(&[
+        "--netns",
+        ns.name(),
+        "--no-server",
+        "--target",
+        "198.18.0.1:7101",
+        "--rate",
+        "100",
+        "--count",
+        "800",
+        "--request",
+        "--comm",
+        "checkout",
+        "--json",
+        "--max-seconds",
+        "15",
+    ]);
+    let pid = churn.id().to_string();
+    let screen = tmux.wait_screen("the panel to name the failing process", |s| {
+        s.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            // PID PROCESS OPENED/s TW LEFT/s FAILED/s EADDRNOTAVAIL [POOL]
+            cols.first() == Some(&pid.as_str())
+                && cols.get(1) == Some(&"checkout")
+                && cols.get(5).is_some_and(|n| number(n) > 0)
+        }) && s.contains(&format!("pid {pid} (checkout) → 198.18.0.1:7101"))
+    });
+    assert!(screen.contains("last EADDRNOTAVAIL:"), "{screen}");
+    let counts = churn_counts(churn);
+    assert!(counts["addr_not_available"].as_u64().unwrap() > 0, "{counts}");
+
+    // t again closes the panel and detaches the tracer.
+    tmux.keys(&["t"]);
+    wait_for("the tracer to detach", Duration::from_secs(10), || {
+        twscope_trace::loaded_programs().is_empty().then_some(())
+    });
+    tmux.wait_screen("the panel to close", |s| !s.contains("Processes opening connections"));
+    tmux.keys(&["q"]);
+    let (code, stty) = tmux.exited();
+    assert_eq!(code, 0);
+    assert_restored(&tmux, &stty, "q");
+}
