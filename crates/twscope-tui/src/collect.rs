@@ -169,19 +169,18 @@ pub struct Collector {
 
 impl Collector {
     /// Starts the thread. It inherits the calling thread's network namespace
-    /// (enter the one to watch first).
-    pub fn start(scope: Scope, options: StatusOptions, interval: Duration) -> Collector {
+    /// (enter the one to watch first). Fails only when no thread can be made.
+    pub fn start(scope: Scope, options: StatusOptions, interval: Duration) -> std::io::Result<Collector> {
         let (requests, requests_rx) = mpsc::channel();
         let (updates_tx, updates) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("twscope-collect".into())
-            .spawn(move || Worker::new(scope, options, interval, updates_tx, requests_rx).run())
-            .expect("spawning the collection thread");
-        Collector {
+            .spawn(move || Worker::new(scope, options, interval, updates_tx, requests_rx).run())?;
+        Ok(Collector {
             requests,
             updates,
             handle: Some(handle),
-        }
+        })
     }
 
     /// Sends a request (ignored once the thread has ended).

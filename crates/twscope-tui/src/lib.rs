@@ -90,7 +90,7 @@ pub fn run(options: TopOptions) -> Result<(), TopError> {
     }
     let all = matches!(options.scope, Scope::All);
     let mut app = App::new(options.interval.as_secs_f64(), all);
-    let collector = Collector::start(options.scope, options.status, options.interval);
+    let collector = Collector::start(options.scope, options.status, options.interval)?;
     if options.trace {
         app.trace_panel = true;
         collector.send(Request::Trace(true));
