@@ -58,22 +58,17 @@ const COLUMNS: [(&str, &str); 9] = [
 ];
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
-    let mut lines = vec![Line::from(Span::styled("Keys", theme.heading()))];
-    for (key, what) in KEYS {
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {key:<16}"), theme.heading()),
-            Span::raw(what),
-        ]));
+    let mut lines = Vec::new();
+    for (title, rows) in [("Keys", &KEYS[..]), ("Columns", &COLUMNS[..])] {
+        lines.push(Line::from(Span::styled(title, theme.heading())));
+        for (name, what) in rows {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {name:<16}"), theme.heading()),
+                Span::raw(*what),
+            ]));
+        }
+        lines.push(Line::default());
     }
-    lines.push(Line::default());
-    lines.push(Line::from(Span::styled("Columns", theme.heading())));
-    for (column, what) in COLUMNS {
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {column:<16}"), theme.heading()),
-            Span::raw(what),
-        ]));
-    }
-    lines.push(Line::default());
     lines.push(Line::from(Span::styled("Press any key to close.", theme.dim())));
     let block = Block::default()
         .borders(Borders::ALL)
