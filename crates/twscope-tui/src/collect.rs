@@ -5,6 +5,8 @@
 //! the trace panel is open, the eBPF tracer — and sends each refresh as one
 //! [`Update`]. The UI sends [`Request`]s back: pause, the trace panel, quit.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -384,6 +386,22 @@ impl Traced {
             // Its age: the clock the kernel stamped it with, read now.
             let age_s = monotonic_ns().saturating_sub(newest.timestamp_ns) as f64 / 1e9;
             self.last_addr_not_available = Some((newest.clone(), at_s - age_s));
+        }
+        // Keep the kernel's map small in a long session: a process that did
+        // nothing for a whole interval and has exited is forgotten (its last
+        // window was shown already).
+        let active: BTreeSet<u32> = window.flows.iter().map(|f| f.pid).collect();
+        let exited: BTreeSet<u32> = now
+            .flows
+            .iter()
+            .map(|f| f.pid)
+            .filter(|pid| !active.contains(pid) && !Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        let mut now = now;
+        if !exited.is_empty() {
+            self.tracer.forget(&exited).map_err(|e| e.to_string())?;
+            now.flows.retain(|f| !exited.contains(&f.pid));
+            self.identities.retain(|pid| !exited.contains(&pid));
         }
         self.previous = now;
         if first && window.flows.is_empty() {

@@ -142,6 +142,19 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             theme.dim(),
         )),
     };
+    let mut line = line;
+    if report.losses.total() > 0 {
+        // Never silently lost: the kernel half's maps were full.
+        line.push_span(Span::styled(
+            format!(
+                " · not recorded: {} events, {} flows, {} connections",
+                thousands(report.losses.events_dropped),
+                thousands(report.losses.flows_full),
+                thousands(report.losses.sockets_full)
+            ),
+            theme.severity(Severity::Warning),
+        ));
+    }
     frame.render_widget(Paragraph::new(line), last_area);
 }
 
