@@ -361,3 +361,24 @@ fn a_census_too_costly_for_the_interval_stretches_it_and_says_so() {
     app.on_update(one(churning(24_000, 4), 2.6, 40.0));
     assert!(line(&frame(&app, 132, 24), 0).contains("every 2 s"));
 }
+
+#[test]
+fn without_privileges_the_trace_panel_names_them() {
+    let mut app = App::new(2.0, false);
+    app.on_update(one(healthy(20), 0.0, 6.0));
+    key(&mut app, KeyCode::Char('t'));
+    // Before the next refresh: the panel says it is attaching.
+    assert!((0..24).any(|y| line(&frame(&app, 132, 24), y).contains("attaching the tracer")));
+    let mut update = one(healthy(20), 2.0, 6.0);
+    update.trace = TraceState::Unavailable(
+        "tracing needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): loading: Operation not permitted".into(),
+    );
+    app.on_update(update);
+    let terminal = frame(&app, 132, 24);
+    let text: Vec<String> = (0..24).map(|y| line(&terminal, y)).collect();
+    assert!(
+        text.iter()
+            .any(|l| l.contains("trace unavailable: tracing needs CAP_BPF and CAP_PERFMON")),
+        "{text:#?}"
+    );
+}
