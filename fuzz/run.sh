@@ -5,6 +5,9 @@
 #
 #   fuzz/run.sh                          every target, 60 s each
 #   fuzz/run.sh sockdiag_batch web_config   only these
+#   fuzz/run.sh --build-only             build every target, run none (CI builds
+#                                        them before the tests; the run after
+#                                        them then finds the build done)
 #
 # Environment:
 #   TWSCOPE_FUZZ_SECONDS   time per target (default 60)
@@ -34,6 +37,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 export RUSTC_BOOTSTRAP=1
+build_only=0
+if [[ "${1-}" == --build-only ]]; then
+    build_only=1
+    shift
+fi
 seconds="${TWSCOPE_FUZZ_SECONDS:-60}"
 parallel="${TWSCOPE_FUZZ_PARALLEL:-$(nproc)}"
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ && "$parallel" =~ ^[1-9][0-9]*$ ]]; then
@@ -55,6 +63,10 @@ fi
 cargo fetch --locked --target "$(rustc -vV | sed -n 's/^host: //p')"
 # One build for every target, so the timed runs below only fuzz.
 cargo fuzz build -a
+if ((build_only)); then
+    echo "fuzz targets built"
+    exit 0
+fi
 
 mkdir -p target/fuzz-logs
 run_one() {

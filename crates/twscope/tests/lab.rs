@@ -15,7 +15,7 @@ use serde_json::Value;
 use twscope_lab::netns::NETNS_DIR;
 use twscope_lab::{require_root, Netns, NetnsName};
 
-use crate::util::{heavy, json_output, poll, refused, stderr, stdout, twscope, twscope_command};
+use crate::util::{heavy, json_output, poll, refused, side_by_side, stderr, stdout, twscope, twscope_command};
 
 /// Every `twscope lab` run first removes the namespaces of killed runs, so a
 /// test that kills one and looks at what it left runs alone: it takes this
@@ -261,12 +261,27 @@ fn a_new_lab_removes_what_a_killed_one_left() {
     assert_bystanders_untouched(&alive, &foreign);
 }
 
+/// Every lab run of this module, each a 50/s client in a pair of namespaces
+/// of its own, side by side under one `heavy()`: the suite waits for the
+/// longest (45 s) instead of the sum of them (2 minutes). Each part asserts
+/// on its own run's report, as a test of its own would.
 #[test]
-fn per_request_runs_out_when_the_model_says() {
-    if !require_root("per_request_runs_out_when_the_model_says") {
+fn the_lab_reproduces_the_outage_and_every_fix_holds() {
+    if !require_root("the_lab_reproduces_the_outage_and_every_fix_holds") {
         return;
     }
     let _heavy = heavy();
+    side_by_side(&[
+        ("source-ips=2", two_source_addresses_run_out_twice_as_late),
+        ("per-request", per_request_runs_out_when_the_model_says),
+        ("tw-reuse", tw_reuse_fixes_the_outage),
+        ("pooled", a_pool_never_runs_out),
+        ("wide-range", a_wide_range_fixes_the_outage),
+        ("linger0", linger0_leaves_no_time_wait_but_resets_the_server),
+    ]);
+}
+
+fn per_request_runs_out_when_the_model_says() {
     // 50/s into 1,000 ports: the model says 20 s.
     let (r, code) = lab(&[
         "--mode",
@@ -325,12 +340,7 @@ fn per_request_runs_out_when_the_model_says() {
     assert_cleaned_up();
 }
 
-#[test]
 fn a_pool_never_runs_out() {
-    if !require_root("a_pool_never_runs_out") {
-        return;
-    }
-    let _heavy = heavy();
     let (r, code) = lab(&[
         "--mode",
         "pooled",
@@ -350,12 +360,7 @@ fn a_pool_never_runs_out() {
     assert_cleaned_up();
 }
 
-#[test]
 fn tw_reuse_fixes_the_outage() {
-    if !require_root("tw_reuse_fixes_the_outage") {
-        return;
-    }
-    let _heavy = heavy();
     // Past the 20 s mark, where per-request fails without the fix.
     let (r, code) = lab(&["--fix", "tw-reuse", "--rate", "50", "--duration", "25"]);
     assert_eq!(r["fix"], "tw-reuse");
@@ -365,24 +370,14 @@ fn tw_reuse_fixes_the_outage() {
     assert_cleaned_up();
 }
 
-#[test]
 fn a_wide_range_fixes_the_outage() {
-    if !require_root("a_wide_range_fixes_the_outage") {
-        return;
-    }
-    let _heavy = heavy();
     let (r, code) = lab(&["--fix", "wide-range", "--rate", "50", "--duration", "8"]);
     assert_eq!(r["ports"], 64_512);
     assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
     assert_cleaned_up();
 }
 
-#[test]
 fn two_source_addresses_run_out_twice_as_late() {
-    if !require_root("two_source_addresses_run_out_twice_as_late") {
-        return;
-    }
-    let _heavy = heavy();
     let (r, code) = lab(&["--fix", "source-ips=2", "--rate", "50", "--duration", "45"]);
     assert_eq!(r["source_ips"], 2);
     assert_eq!(f64_of(&r["predicted_onset_s"]), 40.0);
@@ -398,12 +393,7 @@ fn two_source_addresses_run_out_twice_as_late() {
     assert_cleaned_up();
 }
 
-#[test]
 fn linger0_leaves_no_time_wait_but_resets_the_server() {
-    if !require_root("linger0_leaves_no_time_wait_but_resets_the_server") {
-        return;
-    }
-    let _heavy = heavy();
     let (r, code) = lab(&["--fix", "linger0", "--rate", "50", "--duration", "8"]);
     assert_eq!((u64_of(&r["requests_failed"]), code), (0, 0));
     assert_eq!(u64_of(&r["max_time_wait"]), 0);

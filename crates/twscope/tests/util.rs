@@ -43,6 +43,35 @@ pub fn heavy() -> MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Runs `parts` side by side, each on a thread named after it, and waits for
+/// all of them; then fails, naming every part that failed and its message.
+/// For paced, light scenarios (a few dozen connections a second each, in
+/// namespaces of their own) that mostly wait on the kernel's clock: the test
+/// that runs them holds `heavy()`, so nothing heavy runs beside them, and
+/// the suite waits once instead of once per scenario.
+pub fn side_by_side(parts: &[(&str, fn())]) {
+    let running: Vec<_> = parts
+        .iter()
+        .map(|&(name, part)| {
+            let thread = std::thread::Builder::new().name(name.to_string()).spawn(part).unwrap();
+            (name, thread)
+        })
+        .collect();
+    let failed: Vec<String> = running
+        .into_iter()
+        .filter_map(|(name, thread)| {
+            let panic = thread.join().err()?;
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Some(format!("{name}: {message}"))
+        })
+        .collect();
+    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+}
+
 /// `twscope` as a command, with `NO_COLOR=1` so text output is plain.
 pub fn twscope_command() -> Command {
     let mut command = Command::new(BIN);
