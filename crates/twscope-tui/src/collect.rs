@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use twscope_core::doctor::{self, Finding};
@@ -90,21 +89,30 @@ pub struct Cost {
     /// CPU time of the process over the refresh (user + system, the
     /// kernel's dump included), in ms.
     pub cpu_ms: f64,
+    /// CPU time of the process between the end of the previous refresh and
+    /// the start of this one (drawing, keys, reading the tracer), in ms.
+    pub between_ms: f64,
     /// Sockets dumped.
     pub sockets: u64,
 }
 
-/// The most of one core `top` lets its censuses take: at 1M sockets one
-/// census costs about 0.6 s of CPU (mostly the kernel's dump), so at a 2 s
-/// interval the next one waits a little longer ([`Cost::next_after`]).
+/// The most of one core `top` lets itself take: at 1M sockets one census
+/// costs about 0.6 s of CPU (mostly the kernel's dump), so at a 2 s interval
+/// the next one waits a little longer ([`Cost::next_after`]).
 pub const MAX_CORE_SHARE: f64 = 0.25;
 
 impl Cost {
+    /// CPU time of one whole cycle: this refresh and what the process did
+    /// since the one before, in ms.
+    pub fn cycle_cpu_ms(&self) -> f64 {
+        self.cpu_ms + self.between_ms
+    }
+
     /// Seconds from the start of this refresh to the next: `interval_s`, or
-    /// longer when this refresh's CPU time would take more than
+    /// longer when a cycle's CPU time would take more than
     /// [`MAX_CORE_SHARE`] of a core at it.
     pub fn next_after(&self, interval_s: f64) -> f64 {
-        interval_s.max(self.cpu_ms / 1000.0 / MAX_CORE_SHARE)
+        interval_s.max(self.cycle_cpu_ms() / 1000.0 / MAX_CORE_SHARE)
     }
 
     /// Whether the refresh is slower than `interval_s` asked for.
@@ -112,9 +120,9 @@ impl Cost {
         self.next_after(interval_s) > interval_s
     }
 
-    /// The share of one core the censuses take at the interval they run at.
+    /// The share of one core `top` takes at the interval it runs at.
     pub fn core_share(&self, interval_s: f64) -> f64 {
-        self.cpu_ms / 1000.0 / self.next_after(interval_s).max(self.wall_ms / 1000.0).max(1e-3)
+        self.cycle_cpu_ms() / 1000.0 / self.next_after(interval_s).max(self.wall_ms / 1000.0).max(1e-3)
     }
 }
 
@@ -166,7 +174,6 @@ pub enum Request {
 pub struct Collector {
     requests: Sender<Request>,
     updates: Receiver<Update>,
-    handle: Option<JoinHandle<()>>,
 }
 
 impl Collector {
@@ -175,14 +182,11 @@ impl Collector {
     pub fn start(scope: Scope, options: StatusOptions, interval: Duration) -> std::io::Result<Collector> {
         let (requests, requests_rx) = mpsc::channel();
         let (updates_tx, updates) = mpsc::channel();
-        let handle = std::thread::Builder::new()
+        // Not joined (see `Drop`): the handle is dropped.
+        std::thread::Builder::new()
             .name("twscope-collect".into())
             .spawn(move || Worker::new(scope, options, interval, updates_tx, requests_rx).run())?;
-        Ok(Collector {
-            requests,
-            updates,
-            handle: Some(handle),
-        })
+        Ok(Collector { requests, updates })
     }
 
     /// Sends a request (ignored once the thread has ended).
@@ -198,12 +202,10 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        // Detaches the tracer (fd-owned) as the thread ends; a census under
-        // way finishes first.
+        // Asks the thread to end after the census under way, without
+        // waiting for it: `q` must not wait for a slow dump, and a tracer is
+        // detached when its descriptors close, at the latest at exit.
         let _ = self.requests.send(Request::Quit);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
     }
 }
 
@@ -225,6 +227,8 @@ struct Worker {
     started: Instant,
     paused: bool,
     trace: Option<Result<Traced, String>>,
+    /// Process CPU time when the previous refresh ended, in ms.
+    refreshed_cpu_ms: Option<f64>,
 }
 
 impl Worker {
@@ -244,6 +248,7 @@ impl Worker {
             started: Instant::now(),
             paused: false,
             trace: None,
+            refreshed_cpu_ms: None,
         }
     }
 
@@ -271,6 +276,7 @@ impl Worker {
                 Ok(Request::Quit) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(Request::Pause(paused)) => {
                     self.paused = paused;
+                    self.refreshed_cpu_ms = None;
                     next = Instant::now();
                 }
                 Ok(Request::Trace(on)) => {
@@ -286,6 +292,8 @@ impl Worker {
     fn refresh(&mut self) -> Update {
         let wall = Instant::now();
         let cpu = process_cpu_ms();
+        // After a pause the time between is not a cycle's: none is counted.
+        let between_ms = self.refreshed_cpu_ms.map_or(0.0, |end| cpu - end);
         let snapshot = match &self.scope {
             Scope::One(netns) => Status::collect(&self.options, netns.clone())
                 .map(|status| {
@@ -323,6 +331,7 @@ impl Worker {
         let cost = Cost {
             wall_ms: wall.elapsed().as_secs_f64() * 1e3,
             cpu_ms: process_cpu_ms() - cpu,
+            between_ms,
             sockets: 0,
         };
         let snapshot = snapshot.map(|(namespaces, all, found, idle, missing, sockets)| Snapshot {
@@ -335,6 +344,7 @@ impl Worker {
         });
         let at_s = self.started.elapsed().as_secs_f64();
         let trace = self.read_trace(at_s);
+        self.refreshed_cpu_ms = Some(process_cpu_ms());
         Update { at_s, snapshot, trace }
     }
 

@@ -98,12 +98,70 @@ pub fn run(options: TopOptions) -> Result<(), TopError> {
     let theme = Theme::from_env();
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &mut app, &collector, theme);
-    // The terminal first: a census under way may take a moment to end.
+    // The terminal first: a census under way may take a moment to end, and
+    // the collection thread is not waited for (the process's exit ends it
+    // and detaches a tracer, whose programs are held by descriptors only).
     let restored = ratatui::try_restore();
     drop(terminal);
     drop(collector);
-    result?;
-    Ok(restored?)
+    match result? {
+        // Nothing to restore onto: the terminal is gone.
+        Ended::HungUp => Ok(()),
+        Ended::Quit => Ok(restored?),
+    }
+}
+
+/// How the loop ended.
+enum Ended {
+    /// `q`, Ctrl-C or a signal.
+    Quit,
+    /// The terminal went away (ssh dropped, the tmux window killed).
+    HungUp,
+}
+
+/// What the terminal (standard input) has for us.
+enum Input {
+    /// Bytes to read: a key, a mouse report, a reply.
+    Ready,
+    /// Nothing within the timeout.
+    Idle,
+    /// Hung up or at end of file.
+    HungUp,
+}
+
+/// Waits up to `timeout` for the terminal. crossterm's reader spins on end
+/// of file instead of reporting it (crossterm issue 793), so a closed
+/// terminal is detected here, before crossterm is asked to read.
+fn wait_for_input(timeout: Duration) -> std::io::Result<Input> {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one pollfd we own.
+    if unsafe { libc::poll(&mut fd, 1, millis) } < 0 {
+        let error = std::io::Error::last_os_error();
+        return match error.kind() {
+            std::io::ErrorKind::Interrupted => Ok(Input::Idle),
+            _ => Err(error),
+        };
+    }
+    if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        return Ok(Input::HungUp);
+    }
+    if fd.revents & libc::POLLIN == 0 {
+        return Ok(Input::Idle);
+    }
+    // Readable with nothing to read: end of file.
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int we own.
+    let rc = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONREAD, &mut pending) };
+    Ok(if rc == 0 && pending == 0 {
+        Input::HungUp
+    } else {
+        Input::Ready
+    })
 }
 
 fn event_loop(
@@ -111,32 +169,45 @@ fn event_loop(
     app: &mut App,
     collector: &Collector,
     theme: Theme,
-) -> Result<(), TopError> {
+) -> Result<Ended, TopError> {
     let mut dirty = true;
+    let mut size = terminal.size()?;
     while !STOP.load(Ordering::Relaxed) {
         for update in collector.updates() {
             app.on_update(update);
+            dirty = true;
+        }
+        // A resize is noticed here too: crossterm reports it only when it
+        // is asked to read.
+        let now = terminal.size()?;
+        if now != size {
+            size = now;
             dirty = true;
         }
         if dirty {
             terminal.draw(|frame| draw(frame, app, theme))?;
             dirty = false;
         }
-        if !event::poll(KEY_POLL)? {
-            continue;
+        match wait_for_input(KEY_POLL)? {
+            Input::HungUp => return Ok(Ended::HungUp),
+            Input::Idle => continue,
+            Input::Ready => {}
         }
-        match event::read()? {
-            Event::Key(key) if key.kind != KeyEventKind::Release => {
-                dirty = true;
-                match app.on_key(key) {
-                    Effect::Quit => return Ok(()),
-                    Effect::Send(request) => collector.send(request),
-                    Effect::None => {}
+        // Everything crossterm has parsed from what arrived.
+        while event::poll(Duration::ZERO)? {
+            match event::read()? {
+                Event::Key(key) if key.kind != KeyEventKind::Release => {
+                    dirty = true;
+                    match app.on_key(key) {
+                        Effect::Quit => return Ok(Ended::Quit),
+                        Effect::Send(request) => collector.send(request),
+                        Effect::None => {}
+                    }
                 }
+                Event::Resize(..) => dirty = true,
+                _ => {}
             }
-            Event::Resize(..) => dirty = true,
-            _ => {}
         }
     }
-    Ok(())
+    Ok(Ended::Quit)
 }

@@ -37,6 +37,7 @@ fn one(status: Status, at_s: f64, cost_ms: f64) -> Update {
             cost: Cost {
                 wall_ms: cost_ms,
                 cpu_ms: cost_ms * 0.9,
+                between_ms: 0.0,
                 sockets,
             },
         }),
@@ -240,6 +241,7 @@ fn node() -> Update {
             cost: Cost {
                 wall_ms: 88.0,
                 cpu_ms: 61.0,
+                between_ms: 0.0,
                 sockets: 41_712,
             },
         }),
@@ -357,6 +359,15 @@ fn a_census_too_costly_for_the_interval_stretches_it_and_says_so() {
         cost_line.contains("census 24,064 sockets: 720 ms, 648 ms CPU, 25% of a core, capped"),
         "{cost_line}"
     );
+    // Drawing and keys between refreshes count against the same budget.
+    let cycle = Cost {
+        wall_ms: 700.0,
+        cpu_ms: 500.0,
+        between_ms: 100.0,
+        sockets: 1_000_000,
+    };
+    assert!((cycle.next_after(2.0) - 2.4).abs() < 1e-9);
+    assert!((cycle.core_share(2.0) - 0.25).abs() < 1e-9);
     // A cheap census keeps the interval asked for.
     app.on_update(one(churning(24_000, 4), 2.6, 40.0));
     assert!(line(&frame(&app, 132, 24), 0).contains("every 2 s"));

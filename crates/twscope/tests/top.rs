@@ -256,6 +256,18 @@ fn top_on_a_real_terminal_matches_ss_and_restores_it() {
     let (code, stty) = tmux.exited();
     assert_eq!(code, 0, "exit code after SIGTERM");
     assert_restored(&tmux, &stty, "SIGTERM");
+    drop(tmux);
+
+    // The terminal goes away (ssh drops, the window is killed): top ends
+    // instead of spinning on a closed terminal.
+    let tmux = Tmux::new("hangup");
+    tmux.start(&format!("top --netns {}", ns.name()));
+    tmux.wait_screen("top to draw", |s| row(s, busiest).is_some());
+    let pid = tmux.top_pid();
+    tmux.run(&["kill-session", "-t", "top"]);
+    wait_for("top to exit when its terminal is gone", Duration::from_secs(10), || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    });
 }
 
 #[test]
