@@ -174,6 +174,8 @@ pub enum Request {
 pub struct Collector {
     requests: Sender<Request>,
     updates: Receiver<Update>,
+    /// Disconnects when the thread ends (its sender is dropped with it).
+    ended: Receiver<()>,
 }
 
 impl Collector {
@@ -182,11 +184,19 @@ impl Collector {
     pub fn start(scope: Scope, options: StatusOptions, interval: Duration) -> std::io::Result<Collector> {
         let (requests, requests_rx) = mpsc::channel();
         let (updates_tx, updates) = mpsc::channel();
+        let (ended_tx, ended) = mpsc::channel::<()>();
         // Not joined (see `Drop`): the handle is dropped.
         std::thread::Builder::new()
             .name("twscope-collect".into())
-            .spawn(move || Worker::new(scope, options, interval, updates_tx, requests_rx).run())?;
-        Ok(Collector { requests, updates })
+            .spawn(move || {
+                let _ended = ended_tx;
+                Worker::new(scope, options, interval, updates_tx, requests_rx).run();
+            })?;
+        Ok(Collector {
+            requests,
+            updates,
+            ended,
+        })
     }
 
     /// Sends a request (ignored once the thread has ended).
@@ -200,12 +210,16 @@ impl Collector {
     }
 }
 
+/// How long quitting waits for a census under way before it goes anyway.
+const QUIT_WAIT: Duration = Duration::from_secs(3);
+
 impl Drop for Collector {
     fn drop(&mut self) {
-        // Asks the thread to end after the census under way, without
-        // waiting for it: `q` must not wait for a slow dump, and a tracer is
-        // detached when its descriptors close, at the latest at exit.
+        // Ends the thread after the census under way, waiting for it at most
+        // `QUIT_WAIT`: `q` must not wait seconds for a starved dump, and a
+        // tracer left behind is detached when the process's descriptors close.
         let _ = self.requests.send(Request::Quit);
+        let _ = self.ended.recv_timeout(QUIT_WAIT);
     }
 }
 

@@ -98,9 +98,14 @@ pub fn run(options: TopOptions) -> Result<(), TopError> {
     let theme = Theme::from_env();
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &mut app, &collector, theme);
-    // The terminal first: a census under way may take a moment to end, and
-    // the collection thread is not waited for (the process's exit ends it
-    // and detaches a tracer, whose programs are held by descriptors only).
+    // From here a signal ends the process as it would any program: nothing
+    // is left to restore once the terminal is.
+    for signal in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+        // SAFETY: restores the default disposition.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    // The terminal first: a census under way may take a moment to end (the
+    // collection thread is waited for a few seconds at most).
     let restored = ratatui::try_restore();
     drop(terminal);
     drop(collector);
