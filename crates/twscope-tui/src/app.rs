@@ -95,8 +95,13 @@ pub enum Screen {
 pub struct App {
     /// The refresh interval, in seconds (for the header and the cost).
     pub interval_s: f64,
-    /// The newest refresh applied (the shown one while paused).
-    pub update: Option<Update>,
+    /// When the newest refresh ended, in seconds since `top` started.
+    pub at_s: f64,
+    /// Why the newest refresh failed, when it did (the last good census is
+    /// still shown).
+    pub error: Option<String>,
+    /// The trace panel, as of the newest refresh.
+    pub trace: TraceState,
     /// The newest census that succeeded, shown when a refresh failed.
     pub snapshot: Option<Snapshot>,
     /// Each destination's last minutes.
@@ -142,7 +147,9 @@ impl App {
     pub fn new(interval_s: f64, all: bool) -> App {
         App {
             interval_s,
-            update: None,
+            at_s: 0.0,
+            error: None,
+            trace: TraceState::Off,
             snapshot: None,
             history: History::new(HISTORY_SPAN_S, DEFAULT_MAX_SERIES),
             sort: SortKey::default(),
@@ -161,19 +168,25 @@ impl App {
 
     /// Takes a refresh: its censuses go into the history, and it is shown.
     pub fn on_update(&mut self, update: Update) {
-        if let Ok(snapshot) = &update.snapshot {
-            for ns in &snapshot.namespaces {
-                if let Some(status) = ns.status() {
-                    self.history.record(status, update.at_s);
+        let Update { at_s, snapshot, trace } = update;
+        match snapshot {
+            Ok(snapshot) => {
+                for ns in &snapshot.namespaces {
+                    if let Some(status) = ns.status() {
+                        self.history.record(status, at_s);
+                    }
                 }
+                if snapshot.all {
+                    let live: Vec<u64> = snapshot.namespaces.iter().map(Namespace::inode).collect();
+                    self.history.retain_namespaces(|inode| live.contains(&inode));
+                }
+                self.snapshot = Some(snapshot);
+                self.error = None;
             }
-            if snapshot.all {
-                let live: Vec<u64> = snapshot.namespaces.iter().map(Namespace::inode).collect();
-                self.history.retain_namespaces(|inode| live.contains(&inode));
-            }
-            self.snapshot = Some(snapshot.clone());
+            Err(error) => self.error = Some(error),
         }
-        self.update = Some(update);
+        self.at_s = at_s;
+        self.trace = trace;
         let rows = self.namespaces().len();
         self.cursor = self.cursor.min(rows.saturating_sub(1));
     }
@@ -342,15 +355,9 @@ impl App {
             .collect()
     }
 
-    /// The trace panel's state.
-    pub fn trace(&self) -> &TraceState {
-        const OFF: TraceState = TraceState::Off;
-        self.update.as_ref().map_or(&OFF, |u| &u.trace)
-    }
-
     /// The newest refresh's error, when it failed (the last good census is
     /// still shown).
     pub fn refresh_error(&self) -> Option<&str> {
-        self.update.as_ref()?.snapshot.as_ref().err().map(String::as_str)
+        self.error.as_deref()
     }
 }

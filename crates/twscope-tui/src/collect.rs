@@ -310,21 +310,23 @@ impl Worker {
         let between_ms = self.refreshed_cpu_ms.map_or(0.0, |end| cpu - end);
         let snapshot = match &self.scope {
             Scope::One(netns) => Status::collect(&self.options, netns.clone())
-                .map(|status| {
-                    let sockets = status.dump.sockets;
-                    let identity = Identity {
-                        inode: netns.inode,
-                        host: netns.name == "host",
-                        // `netns inode N` is what `label` says of a nameless one.
-                        name: (!netns.name.starts_with("netns inode")).then(|| netns.name.clone()),
-                        ..Identity::default()
-                    };
-                    let ns = Namespace::new(NamespaceStatus {
-                        identity,
+                .map(|status| Snapshot {
+                    namespaces: vec![Namespace::new(NamespaceStatus {
+                        identity: Identity {
+                            inode: netns.inode,
+                            host: netns.name == "host",
+                            // `netns inode N` is what `label` says of a nameless one.
+                            name: (!netns.name.starts_with("netns inode")).then(|| netns.name.clone()),
+                            ..Identity::default()
+                        },
                         status: Some(status),
                         error: None,
-                    });
-                    (vec![ns], false, 1, 0, None, sockets)
+                    })],
+                    all: false,
+                    found: 1,
+                    idle: 0,
+                    missing: None,
+                    cost: Cost::default(),
                 })
                 .map_err(|e| e.to_string()),
             Scope::All => {
@@ -332,29 +334,30 @@ impl Worker {
                     status: self.options.clone(),
                     ..NodeOptions::default()
                 });
-                let sockets = node
-                    .namespaces
-                    .iter()
-                    .filter_map(|n| n.status.as_ref())
-                    .map(|s| s.dump.sockets)
-                    .sum();
-                let namespaces = node.namespaces.into_iter().map(Namespace::new).collect();
-                Ok((namespaces, true, node.found, node.idle, node.missing, sockets))
+                Ok(Snapshot {
+                    namespaces: node.namespaces.into_iter().map(Namespace::new).collect(),
+                    all: true,
+                    found: node.found,
+                    idle: node.idle,
+                    missing: node.missing,
+                    cost: Cost::default(),
+                })
             }
         };
-        let cost = Cost {
-            wall_ms: wall.elapsed().as_secs_f64() * 1e3,
-            cpu_ms: process_cpu_ms() - cpu,
-            between_ms,
-            sockets: 0,
-        };
-        let snapshot = snapshot.map(|(namespaces, all, found, idle, missing, sockets)| Snapshot {
-            namespaces,
-            all,
-            found,
-            idle,
-            missing,
-            cost: Cost { sockets, ..cost },
+        let (wall_ms, cpu_ms) = (wall.elapsed().as_secs_f64() * 1e3, process_cpu_ms() - cpu);
+        let snapshot = snapshot.map(|mut snapshot| {
+            snapshot.cost = Cost {
+                wall_ms,
+                cpu_ms,
+                between_ms,
+                sockets: snapshot
+                    .namespaces
+                    .iter()
+                    .filter_map(Namespace::status)
+                    .map(|s| s.dump.sockets)
+                    .sum(),
+            };
+            snapshot
         });
         let at_s = self.started.elapsed().as_secs_f64();
         let trace = self.read_trace(at_s);

@@ -20,7 +20,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     ));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let (report, last) = match app.trace() {
+    let (report, last) = match &app.trace {
         TraceState::Off => return message(frame, inner, "attaching the tracer…", theme),
         TraceState::Starting => {
             return message(
@@ -117,7 +117,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     }
     let line = match last {
         Some((failure, at_s)) => {
-            let ago = app.update.as_ref().map_or(0.0, |u| u.at_s - at_s).max(0.0);
+            let ago = (app.at_s - at_s).max(0.0);
             Line::from(vec![
                 Span::styled(format!("last {EADDRNOTAVAIL}: "), theme.severity(Severity::Critical)),
                 Span::raw(format!(
