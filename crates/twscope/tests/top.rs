@@ -70,6 +70,16 @@ impl Tmux {
         ]);
     }
 
+    /// `twscope top --netns NS` on a terminal of its own, once it shows
+    /// `dest`; with its PID.
+    fn watching(tag: &str, ns: &Netns, dest: &str) -> (Tmux, u32) {
+        let tmux = Tmux::new(tag);
+        tmux.start(&format!("top --netns {}", ns.name()));
+        tmux.wait_screen("top to draw", |s| row(s, dest).is_some());
+        let pid = tmux.top_pid();
+        (tmux, pid)
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -247,10 +257,7 @@ fn top_on_a_real_terminal_matches_ss_and_restores_it() {
     drop(tmux);
 
     // SIGTERM (a pod's stop, `kill`): the same.
-    let tmux = Tmux::new("term");
-    tmux.start(&format!("top --netns {}", ns.name()));
-    tmux.wait_screen("top to draw", |s| row(s, busiest).is_some());
-    let pid = tmux.top_pid();
+    let (tmux, pid) = Tmux::watching("term", &ns, busiest);
     // SAFETY: a signal to the child we started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
     let (code, stty) = tmux.exited();
@@ -260,10 +267,7 @@ fn top_on_a_real_terminal_matches_ss_and_restores_it() {
 
     // The terminal goes away (ssh drops, the window is killed): top ends
     // instead of spinning on a closed terminal.
-    let tmux = Tmux::new("hangup");
-    tmux.start(&format!("top --netns {}", ns.name()));
-    tmux.wait_screen("top to draw", |s| row(s, busiest).is_some());
-    let pid = tmux.top_pid();
+    let (tmux, pid) = Tmux::watching("hangup", &ns, busiest);
     tmux.run(&["kill-session", "-t", "top"]);
     wait_for("top to exit when its terminal is gone", Duration::from_secs(10), || {
         (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
